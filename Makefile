@@ -1,0 +1,43 @@
+# The two commands of the README, plus developer helpers. Safe to run repeatedly.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: quickstart test unit lint bench venv clean
+
+$(BIN)/python:
+	PYTHON=$(PYTHON) scripts/ensure-venv.sh $(VENV)
+
+$(VENV)/.installed: $(BIN)/python requirements.txt setup.py
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Run the quick-start pipeline on the embedded default (file source, SQLite sink).
+quickstart: $(VENV)/.installed
+	$(BIN)/cdcflow run examples/quickstart/pipeline.yaml
+
+## Install test dependencies and system packages, then run the whole suite.
+test: $(VENV)/.installed-dev
+	scripts/install-system-deps.sh
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check cdcflow tests benchmarks
+	$(BIN)/mypy cdcflow
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/decode_throughput.py
+
+clean:
+	rm -rf $(VENV) examples/*/output .pytest_cache .mypy_cache .ruff_cache

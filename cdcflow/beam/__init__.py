@@ -1,0 +1,36 @@
+"""The Apache Beam engine: thin PTransforms around the engine-neutral core.
+
+Every element on the hot path is a batch (:class:`~cdcflow.schemas.model.RawBatch` from a
+source, :class:`~cdcflow.schemas.model.EventBatch` after decoding). Compose them in any Beam
+pipeline::
+
+    raw = p | "Read" >> ReadFromSource(FileSource([...]))
+    decoded = raw | "Decode" >> ApplyStep(DecodeStep(stream_is_topic=False))
+    decoded.events | "Write" >> WriteTo(SqliteWriter(...))
+    decoded.dead_letters | "DLQ" >> WriteDeadLetters(DeadLetterFileWriter(...))
+
+``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` (what
+``cdcflow run`` uses) dead letters instead travel inside each batch until
+:class:`StoreDeadLetters` has written them, so that no sink can commit a batch's position
+before its dead letters are stored.
+"""
+
+from cdcflow.beam.transforms import (
+    DEAD_LETTERS,
+    EVENTS,
+    ApplyStep,
+    ReadFromSource,
+    StoreDeadLetters,
+    WriteDeadLetters,
+    WriteTo,
+)
+
+__all__ = [
+    "DEAD_LETTERS",
+    "EVENTS",
+    "ApplyStep",
+    "ReadFromSource",
+    "StoreDeadLetters",
+    "WriteDeadLetters",
+    "WriteTo",
+]

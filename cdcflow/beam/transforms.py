@@ -1,0 +1,248 @@
+"""Beam PTransforms wrapping sources, steps, writers and dead-letter sinks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import apache_beam as beam
+import msgspec
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import TaggedOutput
+
+from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
+from cdcflow.schemas.canonical import dead_letter_dict, dumps
+from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch
+
+EVENTS = "events"
+DEAD_LETTERS = "dead_letters"
+NAMESPACE = "cdcflow"
+
+log = logging.getLogger(__name__)
+
+
+class _ReadFn(beam.DoFn):  # type: ignore[misc]
+    """Reads one partition of an engine-neutral source, batch by batch."""
+
+    def __init__(self, source: Source, start_offsets: Mapping[PartitionKey, int]) -> None:
+        self.source = source
+        self.start_offsets = dict(start_offsets)
+        self.records = Metrics.counter(NAMESPACE, "records_read")
+
+    def process(self, partition: tuple[str, int | str]) -> Iterator[RawBatch]:
+        stream, part = partition
+        start = self.start_offsets.get((stream, str(part)))
+        for batch in self.source.read(stream, part, start):
+            self.records.inc(len(batch.records))
+            yield batch
+
+
+class ReadFromSource(beam.PTransform):  # type: ignore[misc]
+    """Read every partition of a bounded engine-neutral source as ``RawBatch`` elements.
+
+    ``start_offsets`` maps ``(stream, partition)`` to the first offset to read; partitions not
+    in it start at the source's default.
+    """
+
+    def __init__(
+        self, source: Source, start_offsets: Mapping[PartitionKey, int] | None = None
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.start_offsets = dict(start_offsets or {})
+
+    def expand(self, pbegin: Any) -> Any:
+        return (
+            pbegin
+            | "Partitions" >> beam.Create(self.source.partitions())
+            | "ReadPartition" >> beam.ParDo(_ReadFn(self.source, self.start_offsets))
+        )
+
+
+class _StepFn(beam.DoFn):  # type: ignore[misc]
+    """Runs an engine-neutral step on each batch."""
+
+    def __init__(self, step: Any, carry: bool) -> None:
+        self.step = step
+        self.carry = carry
+        name = getattr(step, "name", "step")
+        self.dead = Metrics.counter(NAMESPACE, f"dead_letters:{name}")
+        self.events = Metrics.counter(NAMESPACE, f"events:{name}")
+
+    def setup(self) -> None:
+        self.step.setup()
+
+    def process(self, batch: Any) -> Iterator[Any]:
+        result = self.step.process(batch)
+        out: EventBatch = result.batch
+        self.events.inc(len(out.events))
+        if result.dead_letters:
+            self.dead.inc(len(result.dead_letters))
+        if self.carry:
+            if result.dead_letters:
+                out = msgspec.structs.replace(
+                    out, dead_letters=[*out.dead_letters, *result.dead_letters]
+                )
+            yield out
+            return
+        yield out
+        for letter in result.dead_letters:
+            yield TaggedOutput(DEAD_LETTERS, letter)
+
+    def teardown(self) -> None:
+        self.step.teardown()
+
+
+class ApplyStep(beam.PTransform):  # type: ignore[misc]
+    """Apply an engine-neutral step (``process(batch) -> StepResult``) to batches.
+
+    Returns outputs ``events`` (batches) and ``dead_letters`` (``DeadLetter`` elements); with
+    ``carry=True`` dead letters stay inside each batch (``EventBatch.dead_letters``) and the
+    ``dead_letters`` output is empty.
+    """
+
+    def __init__(self, step: Any, carry: bool = False) -> None:
+        super().__init__()
+        self.step = step
+        self.carry = carry
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_StepFn(self.step, self.carry)).with_outputs(
+            DEAD_LETTERS, main=EVENTS
+        )
+
+
+class _StoreDeadLettersFn(beam.DoFn):  # type: ignore[misc]
+    """Writes the dead letters carried in each batch, then passes the batch on without them."""
+
+    def __init__(self, writer: DeadLetterWriter | None) -> None:
+        self.writer = writer
+        self.stored = Metrics.counter(NAMESPACE, "dead_letters_stored")
+
+    def setup(self) -> None:
+        if self.writer is not None:
+            self.writer.open()
+
+    def process(self, batch: EventBatch) -> Iterator[EventBatch]:
+        if batch.dead_letters:
+            _store(self.writer, batch.dead_letters)
+            self.stored.inc(len(batch.dead_letters))
+            batch = msgspec.structs.replace(batch, dead_letters=[])
+        yield batch
+
+    def teardown(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _store(writer: DeadLetterWriter | None, letters: list[DeadLetter]) -> None:
+    if writer is not None:
+        writer.write(letters)
+        return
+    # No dead-letter sink configured: never drop silently, log every letter as JSON.
+    for letter in letters:
+        log.error("dead letter: %s", dumps(dead_letter_dict(letter)).decode())
+
+
+class StoreDeadLetters(beam.PTransform):  # type: ignore[misc]
+    """Store the dead letters carried inside batches; output the batches without them."""
+
+    def __init__(self, writer: DeadLetterWriter | None) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_StoreDeadLettersFn(self.writer))
+
+
+class _WriteDeadLettersFn(beam.DoFn):  # type: ignore[misc]
+    """Writes ``DeadLetter`` elements, a bundle at a time."""
+
+    def __init__(self, writer: DeadLetterWriter | None) -> None:
+        self.writer = writer
+        self._buffer: list[DeadLetter] = []
+
+    def setup(self) -> None:
+        if self.writer is not None:
+            self.writer.open()
+
+    def start_bundle(self) -> None:
+        self._buffer = []
+
+    def process(self, letter: DeadLetter) -> None:
+        self._buffer.append(letter)
+
+    def finish_bundle(self) -> None:
+        if self._buffer:
+            _store(self.writer, self._buffer)
+            self._buffer = []
+
+    def teardown(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
+    """Write a PCollection of ``DeadLetter`` elements to a dead-letter sink."""
+
+    def __init__(self, writer: DeadLetterWriter | None) -> None:
+        super().__init__()
+        self.writer = writer
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_WriteDeadLettersFn(self.writer))
+
+
+class _WriteFn(beam.DoFn):  # type: ignore[misc]
+    """Writes each batch with an engine-neutral writer; rejected rows go to the dead letters."""
+
+    def __init__(self, writer: Writer, dead_letters: DeadLetterWriter | None) -> None:
+        self.writer = writer
+        self.dead_letters = dead_letters
+        self.written = Metrics.counter(NAMESPACE, f"events_written:{writer.name}")
+        self.rejected = Metrics.counter(NAMESPACE, f"rejected:{writer.name}")
+
+    def setup(self) -> None:
+        self.writer.open()
+        if self.dead_letters is not None:
+            self.dead_letters.open()
+
+    def process(self, batch: EventBatch) -> Iterator[DeadLetter]:
+        if batch.dead_letters:
+            # Dead letters must be stored before a position covering them is committed.
+            _store(self.dead_letters, batch.dead_letters)
+        rejected: list[DeadLetter] = []
+
+        def on_rejected(letters: list[DeadLetter]) -> None:
+            _store(self.dead_letters, letters)
+            rejected.extend(letters)
+
+        leftover = self.writer.write(batch, on_rejected=on_rejected)
+        if leftover:
+            _store(self.dead_letters, leftover)
+            rejected.extend(leftover)
+        self.rejected.inc(len(rejected))
+        self.written.inc(len(batch.events) - len(rejected))
+        yield from rejected
+
+    def teardown(self) -> None:
+        self.writer.close()
+        if self.dead_letters is not None:
+            self.dead_letters.close()
+
+
+class WriteTo(beam.PTransform):  # type: ignore[misc]
+    """Write ``EventBatch`` elements with an engine-neutral writer.
+
+    Rows the writer rejects are stored in ``dead_letters`` (before the batch's position is
+    committed) and also returned as the output PCollection of ``DeadLetter`` elements.
+    """
+
+    def __init__(self, writer: Writer, dead_letters: DeadLetterWriter | None = None) -> None:
+        super().__init__()
+        self.writer = writer
+        self.dead_letters = dead_letters
+
+    def expand(self, pcoll: Any) -> Any:
+        return pcoll | beam.ParDo(_WriteFn(self.writer, self.dead_letters))

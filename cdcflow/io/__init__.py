@@ -1,0 +1,1 @@
+"""Engine-neutral connectors: one module per external system (sources, writers)."""

@@ -1,0 +1,115 @@
+"""The source and writer contracts shared by every connector, independent of any engine.
+
+Sources
+    A source lists its partitions and reads one partition from a start offset as a sequence
+    of :class:`~cdcflow.schemas.model.RawBatch` values. ``start_offset`` is the first offset to
+    read (``committed + 1`` when resuming); ``None`` means the source's own default start.
+
+Writers
+    A writer writes whole :class:`~cdcflow.schemas.model.EventBatch` values and, when it keeps
+    positions (``keeps_positions``), stores the batch's ``last_offset`` for its partition in the
+    same atomic step as the rows, so a replayed batch is skipped. ``write`` returns the dead
+    letters of rows it rejected; it raises for failures that must stop the pipeline
+    (:class:`~cdcflow.errors.TransientSinkError` after retries, or a terminal error).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Sequence
+
+from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch, TableId
+
+PartitionKey = tuple[str, str]
+RejectHandler = Callable[[list[DeadLetter]], None]
+
+
+class Source:
+    """Base class for engine-neutral, bounded-or-not partitioned sources."""
+
+    #: True when a position's stream is a topic name that may identify the table.
+    stream_is_topic: bool = False
+
+    def partitions(self) -> list[tuple[str, int | str]]:
+        """The ``(stream, partition)`` pairs to read."""
+        raise NotImplementedError
+
+    def read(
+        self, stream: str, partition: int | str, start_offset: int | None
+    ) -> Iterator[RawBatch]:
+        """Yield the batches of one partition from ``start_offset`` to its current end."""
+        raise NotImplementedError
+
+    def check(self) -> list[str]:
+        """Problems that would stop a run (missing file, unreachable server); empty when fine."""
+        return []
+
+
+class Writer:
+    """Base class for engine-neutral sinks."""
+
+    #: The sink's name in the pipeline (positions are stored under it).
+    name: str = "sink"
+    #: True when the writer stores positions atomically with its rows.
+    keeps_positions: bool = False
+
+    def open(self) -> None:
+        """Connect and prepare (called on the worker, or in the driver to read positions)."""
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        """The last offset written per ``(stream, partition)``; ``open`` must be called first."""
+        return {}
+
+    def write(self, batch: EventBatch, on_rejected: RejectHandler | None = None) -> list[DeadLetter]:
+        """Write one batch (and its position) atomically.
+
+        Rows the destination rejects become dead letters: when ``on_rejected`` is given it is
+        called with them *before* the batch's position is committed (so a crash cannot lose
+        them) and ``write`` returns an empty list; otherwise they are returned.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def check(self) -> list[str]:
+        """Problems that would stop a run (unreachable, no permission); empty when fine."""
+        return []
+
+    def describe(self) -> list[str]:
+        """Human-readable lines summarising what the sink holds (for ``cdcflow run``)."""
+        return []
+
+
+class DeadLetterWriter:
+    """Base class for dead-letter sinks."""
+
+    def open(self) -> None:
+        """Prepare the destination."""
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        """Write dead letters durably; raise when they cannot be written."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources."""
+
+    def describe(self) -> list[str]:
+        """Human-readable summary lines."""
+        return []
+
+
+class TableFilter:
+    """Matches :class:`TableId` values against glob patterns (``shop.public.*``)."""
+
+    def __init__(self, patterns: str | Sequence[str]) -> None:
+        self.patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
+        self._cache: dict[TableId, bool] = {}
+
+    def __call__(self, table: TableId) -> bool:
+        hit = self._cache.get(table)
+        if hit is None:
+            name = str(table)
+            hit = any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+            self._cache[table] = hit
+        return hit

@@ -1,0 +1,167 @@
+"""Files: a JSON-lines source of Debezium messages and a JSON-lines dead-letter sink.
+
+File source
+    Each line of a file is one message value (``null`` is a tombstone; blank lines are not
+    messages and are skipped). With ``key_separator`` set (e.g. ``"\\t"``, as written by
+    ``kcat -K'\\t'``), the text before the first separator is the message key. A file is one
+    stream named after the file (``orders.jsonl``) with one partition ``0``; a record's offset
+    is its 0-based line number, so positions stay stable when a file is re-read.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from cdcflow.errors import ConfigError, SinkError
+from cdcflow.io.base import DeadLetterWriter, Source
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.schemas.canonical import dead_letter_dict, dumps
+from cdcflow.schemas.model import DeadLetter, Position, RawBatch, RawRecord
+from cdcflow.transforms.decode import DecodeStep
+
+
+class FileSource(Source):
+    """Read JSON-lines files of Debezium message values (bounded)."""
+
+    stream_is_topic = False
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        key_separator: str | None = None,
+        batch_size: int = 1000,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1 (got {batch_size!r})")
+        if key_separator == "":
+            raise ValueError("key_separator must not be empty")
+        self.paths = {path.name: path for path in paths}
+        if len(self.paths) != len(paths):
+            raise ValueError(f"two files share a name, so their positions would collide: {paths}")
+        self.key_separator = key_separator.encode() if key_separator else None
+        self.batch_size = batch_size
+
+    def partitions(self) -> list[tuple[str, int | str]]:
+        """One partition per file: ``(file name, 0)``."""
+        return [(name, 0) for name in sorted(self.paths)]
+
+    def read(
+        self, stream: str, partition: int | str, start_offset: int | None
+    ) -> Iterator[RawBatch]:
+        """Yield batches of up to ``batch_size`` lines from line ``start_offset`` (0-based)."""
+        path = self.paths[stream]
+        first = start_offset or 0
+        records: list[RawRecord] = []
+        last = first - 1
+        with path.open("rb") as handle:
+            for line_no, line in enumerate(handle):
+                if line_no < first:
+                    continue
+                last = line_no
+                body = line.rstrip(b"\r\n")
+                if not body.strip():
+                    continue
+                key: bytes | None = None
+                if self.key_separator is not None and self.key_separator in body:
+                    key, body = body.split(self.key_separator, 1)
+                records.append(RawRecord(key=key, value=body, position=Position(stream, 0, line_no)))
+                if len(records) >= self.batch_size:
+                    yield RawBatch(stream=stream, partition=0, records=records, last_offset=last)
+                    records = []
+        if records or last >= first:
+            yield RawBatch(stream=stream, partition=0, records=records, last_offset=last)
+
+    def check(self) -> list[str]:
+        """Every file must exist and be readable."""
+        return [
+            f"cannot read {path}" for path in self.paths.values() if not os.access(path, os.R_OK)
+        ]
+
+
+class FileSourceConfig(ComponentConfig):
+    """``type: file`` — JSON-lines files of Debezium messages.
+
+    ``path`` is a file or a glob, relative to the pipeline file. ``key_columns`` maps table
+    globs to key columns for messages without a key; ``tombstones`` is ``marker`` (ignore, the
+    default) or ``delete``.
+    """
+
+    type: Literal["file"]
+    path: str = Field(min_length=1)
+    format: Literal["debezium-json"] = "debezium-json"
+    key_separator: str | None = Field(default=None, min_length=1)
+    key_columns: dict[str, list[str]] = {}
+    tombstones: Literal["marker", "delete"] = "marker"
+    batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+    def build(self, context: BuildContext) -> FileSource:
+        """Resolve the path (or glob) and build the source; ConfigError when nothing matches."""
+        pattern = context.resolve(self.path)
+        matches = sorted(Path(p) for p in glob.glob(str(pattern)))
+        if not matches:
+            raise ConfigError(f"source.path: no file matches {str(pattern)!r}")
+        return FileSource(matches, key_separator=self.key_separator, batch_size=self.batch_size)
+
+    def decode_step(self) -> DecodeStep:
+        """The decode step for this source's records."""
+        return DecodeStep(
+            format=self.format,
+            key_columns=self.key_columns,
+            tombstones=self.tombstones,
+            stream_is_topic=False,
+        )
+
+
+class DeadLetterFileWriter(DeadLetterWriter):
+    """Append dead letters as canonical JSON lines (original bytes base64 in ``value_b64``).
+
+    Each write is flushed and fsync'ed before returning, so a dead letter is never lost
+    once its batch's position has been committed by the sinks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Create the parent directory."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        """Append ``letters`` durably."""
+        if not letters:
+            return
+        payload = b"".join(dumps(dead_letter_dict(letter)) + b"\n" for letter in letters)
+        try:
+            with self._lock, self.path.open("ab") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise SinkError(f"cannot write dead letters to {self.path}: {exc}") from exc
+
+    def describe(self) -> list[str]:
+        """How many dead letters the file holds."""
+        if not self.path.exists():
+            return [f"dead letters: 0 ({self.path})"]
+        with self.path.open("rb") as handle:
+            count = sum(1 for _ in handle)
+        return [f"dead letters: {count} in {self.path}"]
+
+
+class DeadLetterFileConfig(ComponentConfig):
+    """``dead_letter: {type: file, path: ...}`` — a JSON-lines file of dead letters."""
+
+    type: Literal["file"]
+    path: str = Field(min_length=1)
+
+    def build(self, context: BuildContext) -> DeadLetterFileWriter:
+        """Build the writer (the path is relative to the pipeline file)."""
+        return DeadLetterFileWriter(context.resolve(self.path))

@@ -1,0 +1,453 @@
+"""SQLite: a transactional mirror sink (the embedded default).
+
+Semantics (``mode`` is always a mirror):
+
+* ``c``/``u``/``r`` upsert the row by primary key; ``d`` deletes it; ``t`` deletes every row of
+  the table (``truncate: apply``, the default) or is ignored (``truncate: ignore``).
+* Columns named in :attr:`ChangeEvent.unavailable` keep their stored value: they are left out
+  of the update (and inserted as NULL for a row the sink has never seen).
+* A table is created from the first event seen for it: columns from the event's schema when the
+  message carried one, otherwise from its values; the primary key from the message key. A
+  column that appears later is added with ``ALTER TABLE ... ADD COLUMN``.
+* Each batch's rows and the batch's position are written in one transaction, in the
+  ``cdcflow_offsets`` table (pipeline, sink, stream, partition). Events at or below the stored
+  position are skipped, so replaying a batch changes nothing.
+* Rows the database rejects, and events without a usable key, go to the dead letters.
+
+Values are stored as SQLite-native types: integers, reals, text, blobs; ``Decimal``, dates and
+times as their canonical text, ``bool`` as 0/1, lists and dicts as canonical JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cdcflow.errors import SinkError
+from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.schemas.canonical import dumps
+from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
+from cdcflow.transforms.base import event_dead_letter
+
+_INT64 = (-(2**63), 2**63 - 1)
+_OFFSETS_DDL = """
+CREATE TABLE IF NOT EXISTS cdcflow_offsets (
+    pipeline TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, sink, stream, partition)
+)
+"""
+
+#: Connect/Avro base types and logical names to SQLite column types.
+_TYPE_BY_LOGICAL = {
+    "org.apache.kafka.connect.data.Decimal": "NUMERIC_TEXT",
+    "io.debezium.data.VariableScaleDecimal": "NUMERIC_TEXT",
+}
+_TYPE_BY_BASE = {
+    "int8": "INTEGER",
+    "int16": "INTEGER",
+    "int32": "INTEGER",
+    "int64": "INTEGER",
+    "boolean": "INTEGER",
+    "float": "REAL",
+    "float32": "REAL",
+    "float64": "REAL",
+    "double": "REAL",
+    "bytes": "BLOB",
+}
+
+
+def quote(identifier: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def sqlite_value(value: Any) -> Any:
+    """Convert a decoded value into what SQLite stores (see the module docstring)."""
+    if value is None or isinstance(value, (str, float, bytes)):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return dumps(value).decode().strip('"')
+    if isinstance(value, (dict, list, tuple)):
+        return dumps(value).decode()
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"cannot store a {type(value).__name__} value in SQLite")
+
+
+def _column_type(event: ChangeEvent, column: str, value: Any) -> str:
+    """The SQLite declared type for a new column."""
+    if event.schema is not None:
+        spec = event.schema.column(column)
+        if spec is not None:
+            if spec.logical in _TYPE_BY_LOGICAL:
+                return "TEXT"
+            if spec.logical is None and spec.type in _TYPE_BY_BASE:
+                return _TYPE_BY_BASE[spec.type]
+            if spec.logical is not None and spec.logical.startswith("io.debezium.time."):
+                return "TEXT"
+            if spec.type == "string":
+                return "TEXT"
+    if isinstance(value, bool) or isinstance(value, int):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "REAL"
+    if isinstance(value, bytes):
+        return "BLOB"
+    return "TEXT"
+
+
+class _Table:
+    """What the writer knows about one target table."""
+
+    def __init__(self, name: str, columns: list[str], key: tuple[str, ...]) -> None:
+        self.name = name
+        self.columns = columns
+        self.column_set = set(columns)
+        self.key = key
+
+
+class SqliteWriter(Writer):
+    """Mirror change events into a SQLite database, exactly once (see the module docstring)."""
+
+    keeps_positions = True
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        pipeline: str,
+        tables: str | Sequence[str] = "*",
+        naming: Literal["table", "qualified"] = "table",
+        table_map: dict[str, str] | None = None,
+        truncate: Literal["apply", "ignore"] = "apply",
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.pipeline = pipeline
+        self.filter = TableFilter(tables)
+        self.naming = naming
+        self.table_map = dict(table_map or {})
+        self.truncate = truncate
+        self._conn: sqlite3.Connection | None = None
+        self._tables: dict[str, _Table] = {}
+        self._positions: dict[PartitionKey, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (creating if needed) the database and read the stored positions."""
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=60
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(_OFFSETS_DDL)
+        except sqlite3.Error as exc:
+            raise SinkError(f"sink {self.name!r}: cannot open SQLite database {self.path}: {exc}") from exc
+        self._conn = conn
+        rows = conn.execute(
+            'SELECT stream, partition, "offset" FROM cdcflow_offsets WHERE pipeline=? AND sink=?',
+            (self.pipeline, self.name),
+        ).fetchall()
+        self._positions = {(stream, part): offset for stream, part, offset in rows}
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._tables.clear()
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink."""
+        return dict(self._positions)
+
+    def check(self) -> list[str]:
+        """The database's directory must be writable."""
+        directory = self.path.parent
+        while not directory.exists() and directory != directory.parent:
+            directory = directory.parent
+        if not os.access(directory, os.W_OK):
+            return [f"sink {self.name!r}: cannot write to {directory}"]
+        return []
+
+    def describe(self) -> list[str]:
+        """Row counts per table."""
+        conn = self._require()
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name != 'cdcflow_offsets' "
+                "ORDER BY name"
+            )
+        ]
+        lines = [f"sink {self.name!r}: SQLite database {self.path}"]
+        for name in names:
+            (count,) = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()
+            lines.append(f"  {name}: {count} rows")
+        return lines
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(self, batch: EventBatch, on_rejected: RejectHandler | None = None) -> list[DeadLetter]:
+        """Apply one batch and store its position in the same transaction."""
+        conn = self._require()
+        key = batch.partition_key
+        committed = self._positions.get(key, -1)
+        if batch.last_offset <= committed:
+            return []
+        events = [
+            e for e in batch.events if e.position.offset > committed and self.filter(e.table)
+        ]
+        dead: list[DeadLetter] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                dead = self._apply(conn, events)
+                if dead and on_rejected is not None:
+                    on_rejected(dead)
+                    dead = []
+                conn.execute(
+                    'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
+                    "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+                    'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
+                    "excluded.\"offset\", updated_at=excluded.updated_at",
+                    (self.pipeline, self.name, key[0], key[1], batch.last_offset),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                self._tables.clear()
+                raise
+        except sqlite3.Error as exc:
+            raise SinkError(f"sink {self.name!r}: SQLite write failed: {exc}") from exc
+        self._positions[key] = batch.last_offset
+        return dead
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.open()
+        assert self._conn is not None
+        return self._conn
+
+    def target_name(self, table: TableId) -> str:
+        """The SQLite table a source table lands in."""
+        mapped = self.table_map.get(str(table))
+        if mapped:
+            return mapped
+        if self.naming == "qualified":
+            return "_".join(p for p in (table.database, table.schema, table.table) if p)
+        return table.table
+
+    def _apply(self, conn: sqlite3.Connection, events: Iterable[ChangeEvent]) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        pending: list[tuple[str, tuple[Any, ...], ChangeEvent]] = []
+
+        def flush() -> None:
+            self._execute(conn, pending, dead)
+            pending.clear()
+
+        for event in events:
+            try:
+                statement = self._statement(conn, event, flush)
+            except (ValueError, TypeError, sqlite3.Error) as exc:
+                dead.append(event_dead_letter(f"sink:{self.name}", event, exc))
+                continue
+            if statement is not None:
+                pending.append((*statement, event))
+        flush()
+        return dead
+
+    def _execute(
+        self,
+        conn: sqlite3.Connection,
+        pending: list[tuple[str, tuple[Any, ...], ChangeEvent]],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Run statements, grouping runs of identical SQL into ``executemany``.
+
+        A group that fails is rolled back to a savepoint and replayed row by row, so only the
+        rows SQLite rejects become dead letters.
+        """
+        start = 0
+        while start < len(pending):
+            sql = pending[start][0]
+            end = start
+            while end < len(pending) and pending[end][0] == sql:
+                end += 1
+            group = pending[start:end]
+            conn.execute("SAVEPOINT cdcflow_group")
+            try:
+                conn.executemany(sql, [params for _, params, _ in group])
+                conn.execute("RELEASE cdcflow_group")
+            except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError):
+                conn.execute("ROLLBACK TO cdcflow_group")
+                conn.execute("RELEASE cdcflow_group")
+                for _, params, event in group:
+                    try:
+                        conn.execute(sql, params)
+                    except (
+                        sqlite3.IntegrityError,
+                        sqlite3.DataError,
+                        sqlite3.InterfaceError,
+                        OverflowError,
+                    ) as exc:
+                        dead.append(event_dead_letter(f"sink:{self.name}", event, exc))
+            start = end
+
+    def _statement(
+        self, conn: sqlite3.Connection, event: ChangeEvent, flush: Callable[[], None]
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        name = self.target_name(event.table)
+        if event.op is Op.TRUNCATE:
+            if self.truncate == "ignore" or self._known(conn, name) is None:
+                return None
+            return (f"DELETE FROM {quote(name)}", ())
+        row = event.row
+        if row is None:
+            raise ValueError(f"{event.op.value!r} event for {event.table} has no row image")
+        table = self._ensure_table(conn, name, event, row, flush)
+        key_values = self._key_values(event, table, row)
+        if event.op is Op.DELETE:
+            where = " AND ".join(f"{quote(c)} = ?" for c in table.key)
+            return (f"DELETE FROM {quote(name)} WHERE {where}", key_values)
+        columns = list(row)
+        for column in table.key:
+            if column not in row:
+                columns.append(column)
+        values = tuple(
+            sqlite_value(row[c]) if c in row else key_values[table.key.index(c)] for c in columns
+        )
+        updates = [c for c in columns if c not in table.key]
+        column_sql = ", ".join(quote(c) for c in columns)
+        marks = ", ".join("?" for _ in columns)
+        conflict = ", ".join(quote(c) for c in table.key)
+        if updates:
+            assignments = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updates)
+            action = f"DO UPDATE SET {assignments}"
+        else:
+            action = "DO NOTHING"
+        sql = (
+            f"INSERT INTO {quote(name)} ({column_sql}) VALUES ({marks}) "
+            f"ON CONFLICT ({conflict}) {action}"
+        )
+        return (sql, values)
+
+    @staticmethod
+    def _key_values(event: ChangeEvent, table: _Table, row: dict[str, Any]) -> tuple[Any, ...]:
+        source = event.key or {}
+        values = []
+        for column in table.key:
+            if column in source:
+                values.append(sqlite_value(source[column]))
+            elif column in row:
+                values.append(sqlite_value(row[column]))
+            else:
+                raise ValueError(
+                    f"key column {column!r} of {table.name} is missing from the event's key and row"
+                )
+        return tuple(values)
+
+    def _known(self, conn: sqlite3.Connection, name: str) -> _Table | None:
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        info = conn.execute(f"PRAGMA table_info({quote(name)})").fetchall()
+        if not info:
+            return None
+        columns = [row[1] for row in info]
+        key = tuple(row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5]))
+        table = _Table(name, columns, key)
+        self._tables[name] = table
+        return table
+
+    def _ensure_table(
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        event: ChangeEvent,
+        row: dict[str, Any],
+        flush: Callable[[], None],
+    ) -> _Table:
+        table = self._known(conn, name)
+        if table is None:
+            key = tuple(event.key) if event.key else (event.schema.key_columns if event.schema else ())
+            if not key:
+                raise ValueError(
+                    f"no primary key known for {event.table}: the message has no key; send "
+                    "Debezium message keys or set source.key_columns for this table"
+                )
+            columns: list[str] = []
+            if event.schema is not None:
+                columns = [c.name for c in event.schema.columns]
+            columns += [c for c in row if c not in columns]
+            columns += [c for c in key if c not in columns]
+            definitions = ", ".join(
+                f"{quote(c)} {_column_type(event, c, row.get(c, (event.key or {}).get(c)))}"
+                for c in columns
+            )
+            primary = ", ".join(quote(c) for c in key)
+            flush()
+            conn.execute(f"CREATE TABLE {quote(name)} ({definitions}, PRIMARY KEY ({primary}))")
+            table = _Table(name, columns, key)
+            self._tables[name] = table
+            return table
+        new_columns = [c for c in row if c not in table.column_set]
+        if new_columns:
+            flush()
+            for column in new_columns:
+                conn.execute(
+                    f"ALTER TABLE {quote(name)} ADD COLUMN {quote(column)} "
+                    f"{_column_type(event, column, row[column])}"
+                )
+                table.columns.append(column)
+                table.column_set.add(column)
+        return table
+
+
+class SqliteSinkConfig(ComponentConfig):
+    """``type: sqlite`` — mirror tables into a SQLite database file."""
+
+    type: Literal["sqlite"]
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(min_length=1)
+    tables: str | list[str] = "*"
+    naming: Literal["table", "qualified"] = "table"
+    table_map: dict[str, str] = {}
+    truncate: Literal["apply", "ignore"] = "apply"
+
+    def build(self, context: BuildContext) -> SqliteWriter:
+        """Build the writer (the path is relative to the pipeline file)."""
+        return SqliteWriter(
+            name=self.name,
+            path=context.resolve(self.path),
+            pipeline=context.pipeline,
+            tables=self.tables,
+            naming=self.naming,
+            table_map=self.table_map,
+            truncate=self.truncate,
+        )
+

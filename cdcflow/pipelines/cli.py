@@ -1,0 +1,233 @@
+"""The ``cdcflow`` command line.
+
+Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure (ARCHITECTURE §6).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from cdcflow import __version__
+from cdcflow.errors import CdcflowError, ConfigError
+from cdcflow.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("cdcflow.cli")
+
+
+def _fail_config(error: ConfigError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _fail_runtime(error: BaseException) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(EXIT_RUNTIME)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cdcflow")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format (json: one object per line).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def main(log_format: str, log_level: str) -> None:
+    """cdcflow: change-data-capture pipelines on Apache Beam and Apache Flink."""
+    configure_logging(log_format, log_level)
+
+
+@main.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--until-caught-up",
+    is_flag=True,
+    help="Read every partition to the end seen at start, write, commit and exit. "
+    "(File sources are bounded and always stop at the end.)",
+)
+@click.option(
+    "--runner",
+    default="DirectRunner",
+    show_default=True,
+    help="Beam runner (DirectRunner, or PortableRunner with --beam-option job_endpoint=...).",
+)
+@click.option(
+    "--beam-option",
+    "beam_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra Beam pipeline option, repeatable (e.g. --beam-option direct_num_workers=2).",
+)
+def run(
+    pipeline_file: Path, until_caught_up: bool, runner: str, beam_options: tuple[str, ...]
+) -> None:
+    """Run PIPELINE_FILE on Apache Beam and print a summary."""
+    from cdcflow.pipelines.config import load_pipeline
+
+    try:
+        config = load_pipeline(pipeline_file)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    args = [f"--runner={runner}"]
+    for option in beam_options:
+        if "=" not in option:
+            click.echo(f"error: --beam-option expects KEY=VALUE (got {option!r})", err=True)
+            sys.exit(EXIT_USAGE)
+        args.append(f"--{option.lstrip('-')}")
+    started = time.monotonic()
+    try:
+        from cdcflow.pipelines.beam_runner import run as run_beam
+
+        report = run_beam(config, args)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    except CdcflowError as exc:
+        _fail_runtime(exc)
+        return
+    except Exception as exc:  # noqa: BLE001 - report any engine failure with exit code 1
+        log.exception("pipeline failed")
+        _fail_runtime(_root_cause(exc))
+        return
+    elapsed = time.monotonic() - started
+    click.echo(f"pipeline {config.pipeline!r} finished in {elapsed:.1f}s")
+    click.echo(f"  records read: {report.records_read}")
+    for sink, count in sorted(report.written.items()):
+        click.echo(f"  events written to {sink}: {count}")
+    for line in report.sink_lines:
+        click.echo(f"  {line}")
+    for line in report.dead_letter_lines:
+        click.echo(f"  {line}")
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """Beam wraps worker errors; surface the cdcflow error inside when there is one."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, CdcflowError):
+            return seen
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return exc
+
+
+@main.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+def validate(pipeline_file: Path) -> None:
+    """Check PIPELINE_FILE: configuration, then reachability and permissions of every
+    source and sink, without moving data."""
+    from cdcflow.pipelines.config import load_pipeline
+    from cdcflow.pipelines.plan import plan_pipeline
+
+    try:
+        config = load_pipeline(pipeline_file)
+        plan = plan_pipeline(config)
+    except ConfigError as exc:
+        _fail_config(exc)
+        return
+    problems = list(plan.source.check())
+    for writer in plan.writers:
+        problems.extend(writer.check())
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_RUNTIME)
+    click.echo(
+        f"{pipeline_file}: pipeline {config.pipeline!r} is valid "
+        f"({len(config.sinks)} sink{'s' if len(config.sinks) != 1 else ''}, "
+        f"{len(config.transforms)} transform{'s' if len(config.transforms) != 1 else ''})"
+    )
+
+
+@main.command()
+@click.argument("input_file", default="-", type=click.File("rb"))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["debezium-json"]),
+    default="debezium-json",
+    show_default=True,
+)
+@click.option(
+    "--key-separator",
+    default=None,
+    help="Text between the message key and value on each line (e.g. a tab, as kcat -K writes).",
+)
+@click.option(
+    "--topic",
+    default=None,
+    help="Topic the messages came from; names the table when a message does not.",
+)
+@click.option(
+    "--tombstones",
+    type=click.Choice(["marker", "delete"]),
+    default="marker",
+    show_default=True,
+    help="Print a null value as a tombstone marker, or as a delete of its key.",
+)
+def decode(
+    input_file: IO[bytes], fmt: str, key_separator: str | None, topic: str | None, tombstones: Any
+) -> None:
+    """Decode Debezium messages, one per line of INPUT_FILE (default: stdin), into canonical
+    JSON, one object per line. Undecodable lines print an error object and decoding goes on;
+    the exit code is 1 if any line failed. Blank lines are skipped."""
+    from cdcflow.schemas.canonical import decoded_dict, dumps
+    from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+    from cdcflow.schemas.model import Position
+
+    decoder = DebeziumJsonDecoder(tombstones=tombstones)
+    name = getattr(input_file, "name", "-")
+    stream = "stdin" if name in ("-", "<stdin>") else Path(str(name)).name
+    separator = key_separator.encode() if key_separator else None
+    out = sys.stdout.buffer
+    failed = 0
+    chunk: list[bytes] = []
+    for index, line in enumerate(input_file):
+        body = line.rstrip(b"\r\n")
+        if not body.strip():
+            continue
+        key = None
+        if separator is not None and separator in body:
+            key, body = body.split(separator, 1)
+        position = Position(stream, 0, index)
+        try:
+            item = decoder.decode(body, position, key=key, topic=topic)
+            chunk.append(dumps(decoded_dict(item)))
+        except Exception as exc:  # noqa: BLE001 - every bad line becomes an error object
+            failed += 1
+            chunk.append(
+                dumps(
+                    {
+                        "kind": "error",
+                        "line": index + 1,
+                        "error": str(exc) or type(exc).__name__,
+                        "error_type": type(exc).__name__,
+                    }
+                )
+            )
+        if len(chunk) >= 1000:
+            out.write(b"\n".join(chunk) + b"\n")
+            chunk = []
+    if chunk:
+        out.write(b"\n".join(chunk) + b"\n")
+    out.flush()
+    if failed:
+        click.echo(f"{failed} line{'s' if failed > 1 else ''} could not be decoded", err=True)
+        sys.exit(EXIT_RUNTIME)

@@ -1,0 +1,295 @@
+"""Loading and validating pipeline YAML files.
+
+:func:`load_pipeline` reads a file, resolves ``${NAME}`` / ``${NAME:-default}`` references
+from the environment (``$${`` writes a literal ``${``), validates the top level and every
+component against its registered model, and raises one :class:`ConfigError` listing every
+problem as ``FILE:LINE: KEY: what was expected``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cdcflow.errors import ConfigError
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.pipelines.registry import Kind, model_for
+
+Loc = tuple[str | int, ...]
+
+_REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PIPELINE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class PipelineConfig(BaseModel):
+    """A validated pipeline file: ``pipeline``, ``source``/``sources``, ``transforms``,
+    ``sinks`` and ``dead_letter`` (ARCHITECTURE §6)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    pipeline: str = Field(pattern=_PIPELINE_NAME)
+    source: ComponentConfig | None = None
+    sources: list[ComponentConfig] = []
+    transforms: list[ComponentConfig] = []
+    sinks: list[ComponentConfig]
+    dead_letter: ComponentConfig | None = None
+    path: Path
+
+    @field_validator("sinks")
+    @classmethod
+    def _names_unique(cls, sinks: list[ComponentConfig]) -> list[ComponentConfig]:
+        names = [getattr(s, "name", None) for s in sinks]
+        seen = [n for n in names if n is not None and names.count(n) > 1]
+        if seen:
+            raise ValueError(f"sink names must be unique; repeated: {sorted(set(seen))}")
+        return sinks
+
+    @property
+    def context(self) -> BuildContext:
+        """The build context for this pipeline's components."""
+        return BuildContext(pipeline=self.pipeline, base_dir=self.path.parent)
+
+    @property
+    def all_sources(self) -> list[ComponentConfig]:
+        """``source`` and ``sources`` together."""
+        return ([self.source] if self.source is not None else []) + list(self.sources)
+
+
+class _Top(BaseModel):
+    """The top-level shape, with components still as raw mappings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str = Field(pattern=_PIPELINE_NAME)
+    source: dict[str, Any] | None = None
+    sources: list[dict[str, Any]] = []
+    transforms: list[dict[str, Any]] = []
+    sinks: list[dict[str, Any]] = Field(min_length=1)
+    dead_letter: dict[str, Any] | None = None
+
+
+class _Problems:
+    """Collects located error messages."""
+
+    def __init__(self, path: Path, lines: Mapping[Loc, int]) -> None:
+        self.path = path
+        self.lines = lines
+        self.items: list[str] = []
+
+    def line_of(self, loc: Loc) -> int | None:
+        probe = tuple(loc)
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = probe[:-1]
+        return self.lines.get((), None)
+
+    def add(self, loc: Loc, message: str) -> None:
+        line = self.line_of(loc)
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        key = _format_loc(loc)
+        self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    def add_validation(self, prefix: Loc, error: ValidationError) -> None:
+        for item in error.errors(include_url=False):
+            loc = prefix + tuple(p for p in item["loc"] if not _is_union_tag(p))
+            self.add(loc, _explain(item))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = len(self.items)
+            head = f"{count} problem{'s' if count > 1 else ''} in {self.path}:"
+            raise ConfigError("\n".join([head, *("  " + i for i in self.items)]))
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(item: Mapping[str, Any]) -> str:
+    kind = item.get("type", "")
+    message = str(item.get("msg", "invalid value"))
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known key here (check the spelling; see docs/configuration.md)"
+    if kind == "string_pattern_mismatch" and item.get("loc") == ("pipeline",):
+        return (
+            "must be 1-100 characters of letters, digits, '_', '.', '-' "
+            f"starting with a letter or digit (got {item.get('input')!r})"
+        )
+    shown = item.get("input")
+    if kind not in ("missing",) and not isinstance(shown, (dict, list)) and shown is not None:
+        text = repr(shown)
+        if len(text) > 60:
+            text = text[:57] + "..."
+        return f"{message} (got {text})"
+    return message
+
+
+def _line_map(node: yaml.Node | None) -> dict[Loc, int]:
+    """Map every key path in a composed YAML document to its 1-based line."""
+    lines: dict[Loc, int] = {}
+
+    def walk(current: yaml.Node, loc: Loc) -> None:
+        lines.setdefault(loc, current.start_mark.line + 1)
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                key = str(key_node.value)
+                lines[loc + (key,)] = key_node.start_mark.line + 1
+                walk(value_node, loc + (key,))
+                lines[loc + (key,)] = key_node.start_mark.line + 1
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                walk(item, loc + (index,))
+
+    if node is not None:
+        walk(node, ())
+    return lines
+
+
+def _interpolate(
+    value: Any, env: Mapping[str, str], loc: Loc, problems: _Problems
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, loc + (str(k),), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, loc + (i,), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        body = match.group(1)
+        if body.startswith("vault:"):
+            problems.add(
+                loc,
+                f"Vault reference ${{{body}}} cannot be resolved: Vault support is not "
+                "configured in this version; pass the value through an environment variable",
+            )
+            return ""
+        name, sep, default = body.partition(":-")
+        if not _NAME.match(name):
+            problems.add(loc, f"bad reference ${{{body}}}: expected ${{NAME}} or ${{NAME:-default}}")
+            return ""
+        if name in env:
+            return env[name]
+        if sep:
+            return default
+        problems.add(
+            loc,
+            f"environment variable {name} is not set (referenced as ${{{name}}}; "
+            f"set it or write ${{{name}:-default}})",
+        )
+        return ""
+
+    return _REFERENCE.sub(replace, value)
+
+
+def _validate_component(
+    kind: Kind, raw: Any, loc: Loc, problems: _Problems
+) -> ComponentConfig | None:
+    if not isinstance(raw, dict):
+        problems.add(loc, f"must be a mapping with a 'type' key, got {type(raw).__name__}")
+        return None
+    type_name = raw.get("type")
+    if not isinstance(type_name, str):
+        problems.add(loc + ("type",), "is required: say which kind of component this is")
+        return None
+    try:
+        model = model_for(kind, type_name)
+    except ConfigError as exc:
+        problems.add(loc + ("type",), str(exc))
+        return None
+    try:
+        component = model.model_validate(raw)
+    except ValidationError as exc:
+        problems.add_validation(loc, exc)
+        return None
+    assert isinstance(component, ComponentConfig)
+    return component
+
+
+def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Parse and validate pipeline YAML ``text`` as if read from ``path``."""
+    env = os.environ if env is None else env
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else "?"
+        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    problems = _Problems(path, _line_map(node))
+    if not isinstance(data, dict):
+        problems.add((), "a pipeline file must be a mapping with 'pipeline', 'source' and 'sinks'")
+        problems.raise_if_any()
+    data = _interpolate(data, env, (), problems)
+    try:
+        top = _Top.model_validate(data)
+    except ValidationError as exc:
+        problems.add_validation((), exc)
+        problems.raise_if_any()
+        raise AssertionError("unreachable") from None
+    if top.source is None and not top.sources:
+        problems.add((), "needs a 'source' (or a list of 'sources')")
+    if top.source is not None and top.sources:
+        problems.add(("sources",), "give either 'source' or 'sources', not both")
+    source = _validate_component("source", top.source, ("source",), problems) if top.source else None
+    sources = [
+        _validate_component("source", s, ("sources", i), problems) for i, s in enumerate(top.sources)
+    ]
+    transforms = [
+        _validate_component("transform", t, ("transforms", i), problems)
+        for i, t in enumerate(top.transforms)
+    ]
+    sinks = [_validate_component("sink", s, ("sinks", i), problems) for i, s in enumerate(top.sinks)]
+    dead_letter = (
+        _validate_component("dead_letter", top.dead_letter, ("dead_letter",), problems)
+        if top.dead_letter is not None
+        else None
+    )
+    problems.raise_if_any()
+    try:
+        return PipelineConfig(
+            pipeline=top.pipeline,
+            source=source,
+            sources=[s for s in sources if s is not None],
+            transforms=[t for t in transforms if t is not None],
+            sinks=[s for s in sinks if s is not None],
+            dead_letter=dead_letter,
+            path=path,
+        )
+    except ValidationError as exc:
+        problems.add_validation((), exc)
+        problems.raise_if_any()
+        raise AssertionError("unreachable") from None
+
+
+def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> PipelineConfig:
+    """Read, interpolate and validate the pipeline file at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such pipeline file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the pipeline file: {exc}") from None
+    return parse_pipeline(text, file.resolve(), env)

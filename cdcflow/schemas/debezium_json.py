@@ -1,0 +1,633 @@
+"""Debezium JSON decoding: message bytes to :mod:`cdcflow.schemas.model` values.
+
+One decoder handles every flavour the JSON converter produces:
+
+* envelopes with the ``schema``/``payload`` wrapper (``schemas.enable=true``): Debezium and
+  Kafka Connect logical types are decoded from the schema. Each distinct schema is compiled
+  once into a converter and cached (keyed by its exact bytes), never re-read per message;
+* envelopes without the wrapper: values as sent;
+* unwrapped records from ``ExtractNewRecordState``: ``__op``, ``__deleted``, ``__table``,
+  ``__db``, ``__schema``, ``__source_*``; every other ``__`` field goes to ``meta``;
+* MongoDB envelopes whose ``before``/``after`` are Extended-JSON strings;
+* tombstones (a null value), transaction BEGIN/END messages, schema-change messages and
+  heartbeats, each returned as its own kind, never as a row.
+
+The TOAST placeholder ``__debezium_unavailable_value`` (also in its base64 and one-element
+array forms) is never returned as a value: the column is removed from the row image and named
+in :attr:`ChangeEvent.unavailable`.
+
+Keys: the message key (Debezium's key struct, with or without a schema) becomes
+:attr:`ChangeEvent.key`. Without a message key, ``key_columns`` (a table glob to column list
+mapping) names the key columns; MongoDB documents use ``_id``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from cdcflow.errors import DecodeError
+from cdcflow.schemas import ejson
+from cdcflow.schemas.logical import UNAVAILABLE_PLACEHOLDER, Converter, converter_for
+from cdcflow.schemas.model import (
+    ChangeEvent,
+    Column,
+    Decoded,
+    Heartbeat,
+    Op,
+    Position,
+    SchemaChange,
+    SourceInfo,
+    TableId,
+    TableSchema,
+    Tombstone,
+    TransactionInfo,
+    TransactionMarker,
+)
+
+_PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="
+_PLACEHOLDER_LIST = [UNAVAILABLE_PLACEHOLDER]
+_OPS = {op.value: op for op in Op}
+_COMMON_SOURCE_KEYS = frozenset(
+    {"version", "connector", "name", "ts_ms", "snapshot", "db", "schema", "table", "collection"}
+)
+_SCHEMA_CACHE_LIMIT = 4096
+
+TombstoneHandling = Literal["marker", "delete"]
+
+
+class _Wrapped(msgspec.Struct):
+    """The JSON converter's ``{"schema": ..., "payload": ...}`` wrapper, payload left raw."""
+
+    schema: msgspec.Raw = msgspec.Raw(b"")
+    payload: msgspec.Raw = msgspec.Raw(b"")
+
+    @property
+    def is_wrapped(self) -> bool:
+        """True when both ``schema`` and ``payload`` were present."""
+        return len(self.schema) > 0 and len(self.payload) > 0
+
+
+_wrapped_decoder = msgspec.json.Decoder(_Wrapped)
+_any_decoder = msgspec.json.Decoder()
+
+RowConverter = Callable[[dict[str, Any]], None]
+
+
+class _CompiledSchema(msgspec.Struct):
+    """What a schema tells the decoder: converters for row images, and the table schema."""
+
+    row_converter: RowConverter | None
+    table_schema: TableSchema | None
+    is_envelope: bool
+
+
+def _struct_fields(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    fields = schema.get("fields")
+    return fields if isinstance(fields, list) else []
+
+
+def _field_converter(schema: Mapping[str, Any]) -> Converter | None:
+    """Compile one field's schema into a value converter (None: keep the wire value)."""
+    base = schema.get("type")
+    logical = schema.get("name")
+    params = schema.get("parameters") or {}
+    conv = converter_for(logical, str(base), params)
+    if conv is not None:
+        return conv
+    if base == "struct":
+        inner = _row_converter(schema)
+        if inner is None:
+            return None
+        nested = inner
+
+        def convert_struct(value: Any) -> Any:
+            if isinstance(value, dict):
+                nested(value)
+            return value
+
+        return convert_struct
+    if base == "array":
+        items = schema.get("items")
+        item = _field_converter(items) if isinstance(items, dict) else None
+        if item is None:
+            return None
+        each = item
+
+        def convert_array(value: Any) -> Any:
+            return [None if v is None else each(v) for v in value]
+
+        return convert_array
+    if base == "map":
+        values = schema.get("values")
+        value_conv = _field_converter(values) if isinstance(values, dict) else None
+        if value_conv is None:
+            return None
+        each_value = value_conv
+
+        def convert_map(value: Any) -> Any:
+            return {k: None if v is None else each_value(v) for k, v in value.items()}
+
+        return convert_map
+    return None
+
+
+def _row_converter(struct_schema: Mapping[str, Any]) -> RowConverter | None:
+    """Compile a struct schema into an in-place row converter (None when nothing converts)."""
+    plan: list[tuple[str, Converter]] = []
+    for field in _struct_fields(struct_schema):
+        conv = _field_converter(field)
+        if conv is not None:
+            plan.append((str(field.get("field")), conv))
+    if not plan:
+        return None
+    steps = tuple(plan)
+
+    def convert(row: dict[str, Any]) -> None:
+        for name, conv in steps:
+            value = row.get(name)
+            if value is not None:
+                try:
+                    row[name] = conv(value)
+                except DecodeError as exc:
+                    raise DecodeError(f"column {name!r}: {exc}") from None
+                except (TypeError, ValueError, AttributeError) as exc:
+                    raise DecodeError(f"column {name!r}: cannot decode {value!r}: {exc}") from None
+
+    return convert
+
+
+def _columns(struct_schema: Mapping[str, Any]) -> tuple[Column, ...]:
+    return tuple(
+        Column(
+            name=str(f.get("field")),
+            type=str(f.get("type")),
+            logical=f.get("name"),
+            optional=bool(f.get("optional", True)),
+            parameters={str(k): str(v) for k, v in (f.get("parameters") or {}).items()},
+        )
+        for f in _struct_fields(struct_schema)
+        if not str(f.get("field", "")).startswith("__")
+    )
+
+
+def _compile_value_schema(raw: bytes) -> _CompiledSchema:
+    try:
+        schema = _any_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"the schema block is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise DecodeError("the schema block must be a JSON object")
+    fingerprint = hashlib.sha1(raw).hexdigest()[:16]
+    fields = {str(f.get("field")): f for f in _struct_fields(schema)}
+    row_schema = None
+    is_envelope = False
+    for image in ("after", "before"):
+        candidate = fields.get(image)
+        if isinstance(candidate, dict) and candidate.get("type") == "struct":
+            row_schema = candidate
+            is_envelope = True
+            break
+    if row_schema is None and "op" in fields:
+        # An envelope whose row images are strings (MongoDB) or absent.
+        return _CompiledSchema(row_converter=None, table_schema=None, is_envelope=True)
+    if row_schema is None:
+        row_schema = schema
+    table_schema = TableSchema(
+        name=row_schema.get("name"),
+        version=row_schema.get("version"),
+        fingerprint=fingerprint,
+        columns=_columns(row_schema),
+    )
+    return _CompiledSchema(
+        row_converter=_row_converter(row_schema),
+        table_schema=table_schema,
+        is_envelope=is_envelope,
+    )
+
+
+def _normalise_snapshot(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).lower()
+
+
+def _source_info(source: Any) -> SourceInfo:
+    if not isinstance(source, dict):
+        return SourceInfo()
+    native = {k: v for k, v in source.items() if k not in _COMMON_SOURCE_KEYS}
+    ts_ms = source.get("ts_ms")
+    return SourceInfo(
+        connector=source.get("connector"),
+        name=source.get("name"),
+        ts_ms=ts_ms if isinstance(ts_ms, int) else None,
+        snapshot=_normalise_snapshot(source.get("snapshot")),
+        database=source.get("db"),
+        schema=source.get("schema"),
+        table=source.get("table") or source.get("collection"),
+        version=source.get("version"),
+        native=native,
+    )
+
+
+def _take_unavailable(row: dict[str, Any]) -> tuple[str, ...]:
+    """Remove placeholder values from ``row`` and return the names of those columns."""
+    values = row.values()
+    if (
+        UNAVAILABLE_PLACEHOLDER not in values
+        and _PLACEHOLDER_B64 not in values
+        and _PLACEHOLDER_LIST not in values
+    ):
+        return ()
+    missing = tuple(
+        name
+        for name, value in row.items()
+        if value == UNAVAILABLE_PLACEHOLDER or value == _PLACEHOLDER_B64 or value == _PLACEHOLDER_LIST
+    )
+    for name in missing:
+        del row[name]
+    return missing
+
+
+def _as_int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class DebeziumJsonDecoder:
+    """Decode Debezium JSON message values (and keys) into change events and markers.
+
+    ``key_columns`` maps table globs (matched against ``str(TableId)``) to key column lists,
+    used when a message has no key. ``tombstones`` says what a null value is: ``"marker"``
+    (Debezium's default: a tombstone following a delete, not a change) or ``"delete"`` (the
+    stream carries deletes only as tombstones, e.g. ``ExtractNewRecordState`` with
+    ``delete.tombstone.handling.mode=tombstone``; needs ``topic`` to know the table).
+
+    Instances are cheap, hold a bounded cache of compiled schemas, and are not thread-safe.
+    """
+
+    def __init__(
+        self,
+        key_columns: Mapping[str, Sequence[str]] | None = None,
+        tombstones: TombstoneHandling = "marker",
+    ) -> None:
+        self._key_columns = {glob: tuple(cols) for glob, cols in (key_columns or {}).items()}
+        self._tombstones = tombstones
+        self._value_schemas: dict[bytes, _CompiledSchema] = {}
+        self._key_schemas: dict[bytes, RowConverter | None] = {}
+        self._key_column_cache: dict[TableId, tuple[str, ...] | None] = {}
+
+    # -- public API -----------------------------------------------------------------------
+
+    def decode(
+        self,
+        value: bytes | None,
+        position: Position,
+        key: bytes | None = None,
+        topic: str | None = None,
+    ) -> Decoded:
+        """Decode one message.
+
+        ``topic`` (the Kafka topic, when there is one) names the table when the message does
+        not. Raises :class:`DecodeError` with the reason when the message cannot be decoded.
+        """
+        decoded_key = self.decode_key(key) if key is not None else None
+        if value is None or not value.strip() or value.strip() == b"null":
+            return self._tombstone(position, decoded_key, topic)
+        compiled: _CompiledSchema | None = None
+        payload: Any
+        if b'"payload"' in value:
+            try:
+                wrapped = _wrapped_decoder.decode(value)
+            except msgspec.DecodeError as exc:
+                raise DecodeError(_json_reason(exc, value)) from None
+            if wrapped.is_wrapped:
+                payload = _any_decoder.decode(wrapped.payload)
+                if payload is None:
+                    return self._tombstone(position, decoded_key, topic)
+                compiled = self._compile(bytes(wrapped.schema))
+            else:
+                payload = self._parse(value)
+        else:
+            payload = self._parse(value)
+        if not isinstance(payload, dict):
+            raise DecodeError(
+                f"a Debezium message must be a JSON object, got {type(payload).__name__}"
+            )
+        return self._interpret(payload, compiled, position, decoded_key, topic)
+
+    def decode_key(self, key: bytes) -> dict[str, Any] | None:
+        """Decode a Debezium message key (a struct, optionally schema-wrapped) into a dict."""
+        if not key.strip() or key.strip() == b"null":
+            return None
+        converter: RowConverter | None = None
+        try:
+            wrapped = _wrapped_decoder.decode(key) if b'"payload"' in key else None
+        except msgspec.DecodeError as exc:
+            raise DecodeError(f"message key: {_json_reason(exc, key)}") from None
+        if wrapped is not None and wrapped.is_wrapped:
+            raw_schema = bytes(wrapped.schema)
+            if raw_schema not in self._key_schemas:
+                schema = _any_decoder.decode(raw_schema)
+                self._key_schemas[raw_schema] = (
+                    _row_converter(schema) if isinstance(schema, dict) else None
+                )
+            converter = self._key_schemas[raw_schema]
+            parsed = _any_decoder.decode(wrapped.payload)
+        else:
+            try:
+                parsed = _any_decoder.decode(key)
+            except msgspec.DecodeError as exc:
+                raise DecodeError(f"message key: {_json_reason(exc, key)}") from None
+        if parsed is None:
+            return None
+        if not isinstance(parsed, dict):
+            # A primitive key (e.g. a string id): name it like Connect does.
+            return {"id": parsed}
+        if converter is not None:
+            converter(parsed)
+        return parsed
+
+    def decode_payload(
+        self,
+        payload: dict[str, Any],
+        position: Position,
+        key: dict[str, Any] | None = None,
+        topic: str | None = None,
+        table_schema: TableSchema | None = None,
+        is_envelope: bool | None = None,
+    ) -> Decoded:
+        """Interpret an already-parsed message payload (used by other codecs, e.g. Avro).
+
+        ``payload`` must hold Python-native values (logical types already converted);
+        placeholder detection, kind detection (row, transaction, schema change, heartbeat,
+        unwrapped record), key derivation and table naming work exactly as for JSON.
+        ``is_envelope`` forces the envelope/unwrapped decision when the codec knows it.
+        """
+        compiled = None
+        if table_schema is not None or is_envelope is not None:
+            envelope = is_envelope if is_envelope is not None else "op" in payload
+            compiled = _CompiledSchema(
+                row_converter=None, table_schema=table_schema, is_envelope=envelope
+            )
+        return self._interpret(payload, compiled, position, key, topic)
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(value: bytes) -> Any:
+        try:
+            return _any_decoder.decode(value)
+        except msgspec.DecodeError as exc:
+            raise DecodeError(_json_reason(exc, value)) from None
+
+    def _compile(self, raw_schema: bytes) -> _CompiledSchema:
+        compiled = self._value_schemas.get(raw_schema)
+        if compiled is None:
+            if len(self._value_schemas) >= _SCHEMA_CACHE_LIMIT:
+                self._value_schemas.clear()
+            compiled = _compile_value_schema(raw_schema)
+            self._value_schemas[raw_schema] = compiled
+        return compiled
+
+    def _tombstone(
+        self, position: Position, key: dict[str, Any] | None, topic: str | None
+    ) -> Tombstone | ChangeEvent:
+        if self._tombstones == "marker":
+            return Tombstone(position=position, key=key)
+        if topic is None:
+            raise DecodeError("a tombstone was read as a delete but there is no topic to name the table")
+        if not key:
+            raise DecodeError("a tombstone was read as a delete but the message has no key")
+        return ChangeEvent(
+            op=Op.DELETE, table=TableId.parse(topic), position=position, key=key, before=dict(key)
+        )
+
+    def _interpret(
+        self,
+        payload: dict[str, Any],
+        compiled: _CompiledSchema | None,
+        position: Position,
+        key: dict[str, Any] | None,
+        topic: str | None,
+    ) -> Decoded:
+        if compiled is not None:
+            is_envelope = compiled.is_envelope
+        else:
+            is_envelope = "op" in payload and (
+                "after" in payload or "before" in payload or "source" in payload
+            )
+        if is_envelope:
+            return self._envelope(payload, compiled, position, key, topic)
+        if "status" in payload and "id" in payload and payload.get("status") in ("BEGIN", "END"):
+            return TransactionMarker(
+                status=payload["status"],
+                id=str(payload["id"]),
+                position=position,
+                ts_ms=_as_int_or_none(payload.get("ts_ms")),
+                event_count=_as_int_or_none(payload.get("event_count")),
+                data_collections=payload.get("data_collections"),
+            )
+        if "ddl" in payload or "tableChanges" in payload:
+            source = _source_info(payload.get("source"))
+            return SchemaChange(
+                position=position,
+                database=payload.get("databaseName") or source.database,
+                schema=payload.get("schemaName") or source.schema,
+                ddl=payload.get("ddl"),
+                table_changes=payload.get("tableChanges") or [],
+                source=source,
+                ts_ms=_as_int_or_none(payload.get("ts_ms")),
+            )
+        if payload.keys() == {"ts_ms"}:
+            return Heartbeat(position=position, ts_ms=_as_int_or_none(payload["ts_ms"]))
+        return self._unwrapped(payload, compiled, position, key, topic)
+
+    def _envelope(
+        self,
+        payload: dict[str, Any],
+        compiled: _CompiledSchema | None,
+        position: Position,
+        key: dict[str, Any] | None,
+        topic: str | None,
+    ) -> ChangeEvent:
+        op_code = payload.get("op")
+        op = _OPS.get(op_code) if isinstance(op_code, str) else None
+        if op is None:
+            raise DecodeError(
+                f"unknown op {op_code!r}: expected one of c, u, d, r, t"
+            )
+        source = _source_info(payload.get("source"))
+        before = payload.get("before")
+        after = payload.get("after")
+        is_mongo = source.connector == "mongodb" or isinstance(after, str) or isinstance(before, str)
+        if isinstance(before, str):
+            before = ejson.decode_document(before)
+        if isinstance(after, str):
+            after = ejson.decode_document(after)
+        for name, image in (("before", before), ("after", after)):
+            if image is not None and not isinstance(image, dict):
+                raise DecodeError(f"{name!r} must be an object or null, got {type(image).__name__}")
+        unavailable: tuple[str, ...] = ()
+        converter = compiled.row_converter if compiled is not None else None
+        if after is not None:
+            unavailable = _take_unavailable(after)
+            if converter is not None:
+                converter(after)
+        if before is not None:
+            missing_before = _take_unavailable(before)
+            if converter is not None:
+                converter(before)
+            if op is Op.DELETE:
+                unavailable = missing_before
+        if op is not Op.TRUNCATE and op is not Op.DELETE and after is None:
+            raise DecodeError(f"op {op.value!r} needs an 'after' row image, got null")
+        table = self._table_id(source, topic)
+        if is_mongo and key is not None and "id" in key and "_id" not in key:
+            key = {"_id": _mongo_key(key["id"])}
+        if key is None and op is not Op.TRUNCATE:
+            key = self._derive_key(table, after if after is not None else before, is_mongo)
+        meta: dict[str, Any] = {}
+        for extra in ("patch", "filter", "updateDescription"):
+            if extra in payload and payload[extra] is not None:
+                meta[extra] = payload[extra]
+        tx = payload.get("transaction")
+        transaction = None
+        if isinstance(tx, dict) and tx.get("id") is not None:
+            transaction = TransactionInfo(
+                id=str(tx["id"]),
+                total_order=_as_int_or_none(tx.get("total_order")),
+                data_collection_order=_as_int_or_none(tx.get("data_collection_order")),
+            )
+        table_schema = compiled.table_schema if compiled is not None else None
+        if table_schema is not None and key and not table_schema.key_columns:
+            table_schema = msgspec.structs.replace(table_schema, key_columns=tuple(key))
+        return ChangeEvent(
+            op=op,
+            table=table,
+            position=position,
+            key=key,
+            before=before,
+            after=after,
+            unavailable=unavailable,
+            source=source,
+            ts_ms=_as_int_or_none(payload.get("ts_ms")),
+            transaction=transaction,
+            schema=table_schema,
+            meta=meta,
+        )
+
+    def _unwrapped(
+        self,
+        row: dict[str, Any],
+        compiled: _CompiledSchema | None,
+        position: Position,
+        key: dict[str, Any] | None,
+        topic: str | None,
+    ) -> ChangeEvent:
+        meta = {name[2:]: row.pop(name) for name in [n for n in row if n.startswith("__")]}
+        unavailable = _take_unavailable(row)
+        if compiled is not None and compiled.row_converter is not None:
+            compiled.row_converter(row)
+        deleted = meta.pop("deleted", None)
+        op_code = meta.pop("op", None)
+        if op_code is not None:
+            op = _OPS.get(op_code) if isinstance(op_code, str) else None
+            if op is None:
+                raise DecodeError(f"unknown __op {op_code!r}: expected one of c, u, d, r, t")
+        elif deleted in (True, "true"):
+            op = Op.DELETE
+        else:
+            op = Op.UPDATE
+        if deleted in (True, "true"):
+            op = Op.DELETE
+        native = {
+            name[len("source_") :]: meta.pop(name)
+            for name in [n for n in meta if n.startswith("source_")]
+        }
+        source = SourceInfo(
+            connector=native.pop("connector", None),
+            name=native.pop("name", None),
+            ts_ms=_as_int_or_none(native.pop("ts_ms", None)),
+            snapshot=_normalise_snapshot(native.pop("snapshot", None)),
+            database=native.pop("db", None) or meta.pop("db", None),
+            schema=native.pop("schema", None) or meta.pop("schema", None),
+            table=native.pop("table", None) or meta.pop("table", None),
+            version=native.pop("version", None),
+            native=native,
+        )
+        for native_name in ("lsn", "txId", "file", "pos", "gtid", "scn", "commit_lsn", "change_lsn"):
+            if native_name in meta:
+                source.native[native_name] = meta.pop(native_name)
+        table = self._table_id(source, topic)
+        before, after = (row, None) if op is Op.DELETE else (None, row)
+        if key is None:
+            key = self._derive_key(table, row, is_mongo=False)
+        table_schema = compiled.table_schema if compiled is not None else None
+        return ChangeEvent(
+            op=op,
+            table=table,
+            position=position,
+            key=key,
+            before=before,
+            after=after,
+            unavailable=unavailable,
+            source=source,
+            ts_ms=_as_int_or_none(meta.pop("ts_ms", None)),
+            schema=table_schema,
+            meta=meta,
+        )
+
+    @staticmethod
+    def _table_id(source: SourceInfo, topic: str | None) -> TableId:
+        if source.table:
+            return TableId(database=source.database, schema=source.schema, table=source.table)
+        if topic:
+            return TableId.parse(topic)
+        raise DecodeError(
+            "cannot tell which table this message belongs to: its source block names no table "
+            "and there is no topic (add __table/__db via ExtractNewRecordState add.fields)"
+        )
+
+    def _derive_key(
+        self, table: TableId, row: dict[str, Any] | None, is_mongo: bool
+    ) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        if is_mongo and "_id" in row:
+            return {"_id": row["_id"]}
+        if table not in self._key_column_cache:
+            name = str(table)
+            found = None
+            for glob, columns in self._key_columns.items():
+                if fnmatch.fnmatchcase(name, glob):
+                    found = columns
+                    break
+            self._key_column_cache[table] = found
+        columns = self._key_column_cache[table]
+        if not columns:
+            return None
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise DecodeError(f"key column(s) {missing} configured for {table} are not in the row")
+        return {c: row[c] for c in columns}
+
+
+def _mongo_key(value: Any) -> Any:
+    """MongoDB keys carry ``_id`` as Extended-JSON text (``{"$oid": ...}``, or a quoted id)."""
+    if isinstance(value, str):
+        try:
+            return ejson.convert_value(_any_decoder.decode(value))
+        except (msgspec.DecodeError, DecodeError):
+            return value
+    return ejson.convert_value(value)
+
+
+def _json_reason(exc: msgspec.DecodeError, value: bytes) -> str:
+    preview = value[:60].decode("utf-8", errors="replace")
+    return f"not valid JSON ({exc}); the message starts with {preview!r}"

@@ -1,0 +1,258 @@
+"""Debezium and Kafka Connect logical types: from their wire form to Python values.
+
+Each converter takes the value as the JSON converter (or Avro) delivers it and returns the
+Python-native value of ARCHITECTURE §2. Converters raise :class:`~cdcflow.errors.DecodeError`
+with the logical type's name on malformed input; ``None`` passes through unchanged (the caller
+never calls a converter with ``None``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from cdcflow.errors import DecodeError
+
+Converter = Callable[[Any], Any]
+
+EPOCH = dt.datetime(1970, 1, 1)
+EPOCH_DATE = dt.date(1970, 1, 1)
+UTC = dt.timezone.utc
+
+CONNECT_DECIMAL = "org.apache.kafka.connect.data.Decimal"
+CONNECT_DATE = "org.apache.kafka.connect.data.Date"
+CONNECT_TIME = "org.apache.kafka.connect.data.Time"
+CONNECT_TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
+VARIABLE_SCALE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+DBZ_DATE = "io.debezium.time.Date"
+DBZ_TIME = "io.debezium.time.Time"
+DBZ_MICRO_TIME = "io.debezium.time.MicroTime"
+DBZ_NANO_TIME = "io.debezium.time.NanoTime"
+DBZ_TIMESTAMP = "io.debezium.time.Timestamp"
+DBZ_MICRO_TIMESTAMP = "io.debezium.time.MicroTimestamp"
+DBZ_NANO_TIMESTAMP = "io.debezium.time.NanoTimestamp"
+DBZ_ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
+DBZ_ZONED_TIME = "io.debezium.time.ZonedTime"
+
+#: The TOAST / unavailable-value placeholder Debezium sends for unchanged large columns.
+UNAVAILABLE_PLACEHOLDER = "__debezium_unavailable_value"
+
+
+def _fail(logical: str, value: Any, why: str) -> DecodeError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return DecodeError(f"cannot decode {logical} value {shown}: {why}")
+
+
+def _as_bytes(value: Any, logical: str) -> bytes:
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _fail(logical, value, "not valid base64") from exc
+    raise _fail(logical, value, "expected base64 text or bytes")
+
+
+def _as_int(value: Any, logical: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(logical, value, "expected an integer")
+    return value
+
+
+def unscaled_to_decimal(raw: bytes, scale: int) -> Decimal:
+    """Turn big-endian two's-complement unscaled bytes and a scale into a Decimal."""
+    unscaled = int.from_bytes(raw, "big", signed=True)
+    return Decimal(unscaled).scaleb(-scale)
+
+
+def decimal_converter(scale: int) -> Converter:
+    """``org.apache.kafka.connect.data.Decimal``: base64 unscaled bytes with a fixed scale.
+
+    Numbers and numeric strings (``decimal.handling.mode=double|string``) are accepted as well.
+    """
+
+    def convert(value: Any) -> Decimal:
+        if isinstance(value, (str, bytes, bytearray)) and not _looks_numeric(value):
+            return unscaled_to_decimal(_as_bytes(value, CONNECT_DECIMAL), scale)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return Decimal(str(value))
+        if isinstance(value, str):
+            return Decimal(value)
+        raise _fail(CONNECT_DECIMAL, value, "expected base64 unscaled bytes")
+
+    return convert
+
+
+_NUMERIC = re.compile(r"^-?\d+\.\d+$")
+
+
+def _looks_numeric(value: str | bytes | bytearray) -> bool:
+    """True for text like ``12.50``, which ``decimal.handling.mode=string`` sends.
+
+    Base64 never contains ``.``, so a string with a decimal point is a number, not bytes.
+    """
+    return isinstance(value, str) and bool(_NUMERIC.match(value))
+
+
+def variable_scale_decimal(value: Any) -> Decimal:
+    """``io.debezium.data.VariableScaleDecimal``: ``{"scale": s, "value": base64}``."""
+    if not isinstance(value, dict) or "scale" not in value or "value" not in value:
+        raise _fail(VARIABLE_SCALE_DECIMAL, value, 'expected {"scale": int, "value": base64}')
+    scale = _as_int(value["scale"], VARIABLE_SCALE_DECIMAL)
+    return unscaled_to_decimal(_as_bytes(value["value"], VARIABLE_SCALE_DECIMAL), scale)
+
+
+def days_to_date(value: Any) -> dt.date:
+    """``io.debezium.time.Date`` / ``org.apache.kafka.connect.data.Date``: days since epoch."""
+    days = _as_int(value, DBZ_DATE)
+    try:
+        return EPOCH_DATE + dt.timedelta(days=days)
+    except OverflowError as exc:
+        raise _fail(DBZ_DATE, value, "date out of range") from exc
+
+
+def _micros_to_time(micros: int, logical: str) -> dt.time:
+    if not 0 <= micros < 86_400_000_000:
+        # 24:00:00 (PostgreSQL allows it) and negative values have no Python time.
+        raise _fail(logical, micros, "time of day out of range 00:00:00..23:59:59.999999")
+    seconds, micro = divmod(micros, 1_000_000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return dt.time(hour, minute, second, micro)
+
+
+def millis_to_time(value: Any) -> dt.time:
+    """``io.debezium.time.Time`` / ``org.apache.kafka.connect.data.Time``: ms of the day."""
+    return _micros_to_time(_as_int(value, DBZ_TIME) * 1000, DBZ_TIME)
+
+
+def micros_to_time(value: Any) -> dt.time:
+    """``io.debezium.time.MicroTime``: microseconds of the day."""
+    return _micros_to_time(_as_int(value, DBZ_MICRO_TIME), DBZ_MICRO_TIME)
+
+
+def nanos_to_time(value: Any) -> dt.time:
+    """``io.debezium.time.NanoTime``: nanoseconds of the day (truncated to microseconds)."""
+    return _micros_to_time(_as_int(value, DBZ_NANO_TIME) // 1000, DBZ_NANO_TIME)
+
+
+def _micros_to_datetime(micros: int, logical: str) -> dt.datetime:
+    try:
+        return EPOCH + dt.timedelta(microseconds=micros)
+    except OverflowError as exc:
+        raise _fail(logical, micros, "timestamp out of range (years 1..9999)") from exc
+
+
+def millis_to_datetime(value: Any) -> dt.datetime:
+    """``io.debezium.time.Timestamp`` / connect ``Timestamp``: ms since epoch, naive."""
+    return _micros_to_datetime(_as_int(value, DBZ_TIMESTAMP) * 1000, DBZ_TIMESTAMP)
+
+
+def micros_to_datetime(value: Any) -> dt.datetime:
+    """``io.debezium.time.MicroTimestamp``: µs since epoch, naive."""
+    return _micros_to_datetime(_as_int(value, DBZ_MICRO_TIMESTAMP), DBZ_MICRO_TIMESTAMP)
+
+
+def nanos_to_datetime(value: Any) -> dt.datetime:
+    """``io.debezium.time.NanoTimestamp``: ns since epoch, naive (floored to µs)."""
+    return _micros_to_datetime(_as_int(value, DBZ_NANO_TIMESTAMP) // 1000, DBZ_NANO_TIMESTAMP)
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def zoned_timestamp(value: Any) -> dt.datetime:
+    """``io.debezium.time.ZonedTimestamp``: ISO-8601 text with an offset, UTC-aware result.
+
+    Fractions beyond microseconds are truncated. The result is converted to UTC so equal
+    instants compare and encode equally.
+    """
+    if not isinstance(value, str):
+        raise _fail(DBZ_ZONED_TIMESTAMP, value, "expected ISO-8601 text")
+    try:
+        parsed = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value))
+    except ValueError as exc:
+        raise _fail(DBZ_ZONED_TIMESTAMP, value, "not an ISO-8601 timestamp") from exc
+    if parsed.tzinfo is None:
+        raise _fail(DBZ_ZONED_TIMESTAMP, value, "no zone offset")
+    return parsed.astimezone(UTC)
+
+
+def zoned_time(value: Any) -> dt.time:
+    """``io.debezium.time.ZonedTime``: ``HH:MM:SS[.f]`` with an offset, kept with its offset."""
+    if not isinstance(value, str):
+        raise _fail(DBZ_ZONED_TIME, value, "expected ISO-8601 time text")
+    try:
+        parsed = dt.time.fromisoformat(_FRACTION.sub(r"\1", value))
+    except ValueError as exc:
+        raise _fail(DBZ_ZONED_TIME, value, "not an ISO-8601 time") from exc
+    if parsed.tzinfo is None:
+        raise _fail(DBZ_ZONED_TIME, value, "no zone offset")
+    return parsed
+
+
+def base64_bytes(value: Any) -> bytes:
+    """A plain ``bytes`` field: the JSON converter sends base64 text."""
+    return _as_bytes(value, "bytes")
+
+
+_SIMPLE: dict[str, Converter] = {
+    VARIABLE_SCALE_DECIMAL: variable_scale_decimal,
+    DBZ_DATE: days_to_date,
+    CONNECT_DATE: days_to_date,
+    DBZ_TIME: millis_to_time,
+    CONNECT_TIME: millis_to_time,
+    DBZ_MICRO_TIME: micros_to_time,
+    DBZ_NANO_TIME: nanos_to_time,
+    DBZ_TIMESTAMP: millis_to_datetime,
+    CONNECT_TIMESTAMP: millis_to_datetime,
+    DBZ_MICRO_TIMESTAMP: micros_to_datetime,
+    DBZ_NANO_TIMESTAMP: nanos_to_datetime,
+    DBZ_ZONED_TIMESTAMP: zoned_timestamp,
+    DBZ_ZONED_TIME: zoned_time,
+}
+
+#: Logical names whose wire value is kept as given (ARCHITECTURE §2).
+PASS_THROUGH = frozenset(
+    {
+        "io.debezium.data.Json",
+        "io.debezium.data.Uuid",
+        "io.debezium.data.Enum",
+        "io.debezium.data.EnumSet",
+        "io.debezium.data.Xml",
+        "io.debezium.data.Bits",
+        "io.debezium.data.geometry.Geometry",
+        "io.debezium.data.geometry.Geography",
+        "io.debezium.data.geometry.Point",
+        "io.debezium.time.Year",
+        "io.debezium.time.MicroDuration",
+        "io.debezium.time.Interval",
+    }
+)
+
+
+def converter_for(logical: str | None, base_type: str, parameters: dict[str, str]) -> Converter | None:
+    """Return the converter for a field, or None when its wire value is already final.
+
+    ``logical`` is the schema's ``name``, ``base_type`` the Connect type and ``parameters`` the
+    schema parameters (``scale`` for decimals).
+    """
+    if logical == CONNECT_DECIMAL:
+        try:
+            scale = int(parameters.get("scale", "0"))
+        except ValueError as exc:
+            raise DecodeError(f"decimal schema has a non-integer scale {parameters!r}") from exc
+        return decimal_converter(scale)
+    if logical is not None and logical in _SIMPLE:
+        return _SIMPLE[logical]
+    if logical is None and base_type == "bytes":
+        return base64_bytes
+    return None
