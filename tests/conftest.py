@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.servers.tansu"]
+pytest_plugins: list[str] = ["tests.servers.tansu", "tests.servers.postgres"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
