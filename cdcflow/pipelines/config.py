@@ -8,14 +8,16 @@ problem as ``FILE:LINE: KEY: what was expected``.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cdcflow.errors import ConfigError
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
@@ -29,8 +31,11 @@ _PIPELINE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
 class PipelineConfig(BaseModel):
-    """A validated pipeline file: ``pipeline``, ``source``/``sources``, ``transforms``,
-    ``sinks`` and ``dead_letter`` (ARCHITECTURE §6)."""
+    """A validated pipeline file (ARCHITECTURE §6).
+
+    Top-level keys: ``pipeline``, ``source``/``sources``, ``transforms``, ``sinks`` and
+    ``dead_letter``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -41,6 +46,7 @@ class PipelineConfig(BaseModel):
     sinks: list[ComponentConfig]
     dead_letter: ComponentConfig | None = None
     path: Path
+    _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
     @field_validator("sinks")
     @classmethod
@@ -60,6 +66,17 @@ class PipelineConfig(BaseModel):
     def all_sources(self) -> list[ComponentConfig]:
         """``source`` and ``sources`` together."""
         return ([self.source] if self.source is not None else []) + list(self.sources)
+
+    def locate(self, loc: Loc) -> str:
+        """``FILE:LINE: key`` for a key path such as ``("sinks", 0, "path")``.
+
+        Used to locate errors found after validation (e.g. while building components).
+        """
+        problems = _Problems(self.path, self._lines)
+        line = problems.line_of(loc)
+        where = f"{self.path}:{line}" if line is not None else str(self.path)
+        key = _format_loc(loc)
+        return f"{where}: {key}" if key else where
 
 
 class _Top(BaseModel):
@@ -82,6 +99,8 @@ class _Problems:
         self.path = path
         self.lines = lines
         self.items: list[str] = []
+        #: Key paths whose value could not be interpolated: validation errors there are noise.
+        self.unresolved: set[Loc] = set()
 
     def line_of(self, loc: Loc) -> int | None:
         probe = tuple(loc)
@@ -91,16 +110,20 @@ class _Problems:
             probe = probe[:-1]
         return self.lines.get((), None)
 
-    def add(self, loc: Loc, message: str) -> None:
-        line = self.line_of(loc)
+    def add(self, loc: Loc, message: str, line: int | None = None) -> None:
+        line = self.line_of(loc) if line is None else line
         where = f"{self.path}:{line}" if line is not None else str(self.path)
         key = _format_loc(loc)
         self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
-    def add_validation(self, prefix: Loc, error: ValidationError) -> None:
+    def add_validation(
+        self, prefix: Loc, error: ValidationError, model: type[BaseModel] | None = None
+    ) -> None:
         for item in error.errors(include_url=False):
             loc = prefix + tuple(p for p in item["loc"] if not _is_union_tag(p))
-            self.add(loc, _explain(item))
+            if any(loc[: len(bad)] == bad for bad in self.unresolved):
+                continue
+            self.add(loc, _explain(item, model))
 
     def raise_if_any(self) -> None:
         if self.items:
@@ -120,13 +143,28 @@ def _format_loc(loc: Loc) -> str:
     return out
 
 
-def _explain(item: Mapping[str, Any]) -> str:
+def _explain(item: Mapping[str, Any], model: type[BaseModel] | None = None) -> str:
     kind = item.get("type", "")
     message = str(item.get("msg", "invalid value"))
+    loc = tuple(item.get("loc", ()))
     if kind == "missing":
+        field = model.model_fields.get(str(loc[0])) if model is not None and len(loc) == 1 else None
+        if field is not None and field.annotation is not None:
+            return f"is required but missing (expected {_describe_type(field.annotation)})"
         return "is required but missing"
     if kind == "extra_forbidden":
+        if model is not None and len(loc) == 1:
+            known = [name for name in model.model_fields if name != "path" or model is not _Top]
+            if model is not _Top:
+                known = [name for name in known if name != "type"]
+            guess = difflib.get_close_matches(str(loc[0]), known, n=1)
+            hint = f"did you mean {guess[0]!r}? " if guess else ""
+            return f"is not a known key here; {hint}expected one of: {', '.join(known)}"
         return "is not a known key here (check the spelling; see docs/configuration.md)"
+    if kind == "too_short" and loc == ("sinks",):
+        return "needs at least one sink (a list of mappings with 'name' and 'type')"
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
     if kind == "string_pattern_mismatch" and item.get("loc") == ("pipeline",):
         return (
             "must be 1-100 characters of letters, digits, '_', '.', '-' "
@@ -141,21 +179,46 @@ def _explain(item: Mapping[str, Any]) -> str:
     return message
 
 
-def _line_map(node: yaml.Node | None) -> dict[Loc, int]:
-    """Map every key path in a composed YAML document to its 1-based line."""
+def _describe_type(annotation: Any) -> str:
+    """A short English name for a field's type, for "expected ..." messages."""
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if annotation in names:
+        return names[annotation]
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "")
+
+
+def _line_map(
+    node: yaml.Node | None, duplicates: list[tuple[Loc, int, int]] | None = None
+) -> dict[Loc, int]:
+    """Map every key path in a composed YAML document to its 1-based line.
+
+    Keys repeated within one mapping are appended to ``duplicates`` as
+    ``(key path, first line, repeated line)``.
+    """
     lines: dict[Loc, int] = {}
 
     def walk(current: yaml.Node, loc: Loc) -> None:
         lines.setdefault(loc, current.start_mark.line + 1)
         if isinstance(current, yaml.MappingNode):
+            first_seen: dict[str, int] = {}
             for key_node, value_node in current.value:
                 key = str(key_node.value)
-                lines[loc + (key,)] = key_node.start_mark.line + 1
-                walk(value_node, loc + (key,))
-                lines[loc + (key,)] = key_node.start_mark.line + 1
+                line = key_node.start_mark.line + 1
+                if key in first_seen and duplicates is not None:
+                    duplicates.append(((*loc, key), first_seen[key], line))
+                first_seen.setdefault(key, line)
+                lines[(*loc, key)] = key_node.start_mark.line + 1
+                walk(value_node, (*loc, key))
+                lines[(*loc, key)] = key_node.start_mark.line + 1
         elif isinstance(current, yaml.SequenceNode):
             for index, item in enumerate(current.value):
-                walk(item, loc + (index,))
+                walk(item, (*loc, index))
 
     if node is not None:
         walk(node, ())
@@ -166,9 +229,9 @@ def _interpolate(
     value: Any, env: Mapping[str, str], loc: Loc, problems: _Problems
 ) -> Any:
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, loc + (str(k),), problems) for k, v in value.items()}
+        return {k: _interpolate(v, env, (*loc, str(k)), problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, env, loc + (i,), problems) for i, v in enumerate(value)]
+        return [_interpolate(v, env, (*loc, i), problems) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -177,6 +240,7 @@ def _interpolate(
             return "${"
         body = match.group(1)
         if body.startswith("vault:"):
+            problems.unresolved.add(loc)
             problems.add(
                 loc,
                 f"Vault reference ${{{body}}} cannot be resolved: Vault support is not "
@@ -185,12 +249,16 @@ def _interpolate(
             return ""
         name, sep, default = body.partition(":-")
         if not _NAME.match(name):
-            problems.add(loc, f"bad reference ${{{body}}}: expected ${{NAME}} or ${{NAME:-default}}")
+            problems.unresolved.add(loc)
+            problems.add(
+                loc, f"bad reference ${{{body}}}: expected ${{NAME}} or ${{NAME:-default}}"
+            )
             return ""
         if name in env:
             return env[name]
         if sep:
             return default
+        problems.unresolved.add(loc)
         problems.add(
             loc,
             f"environment variable {name} is not set (referenced as ${{{name}}}; "
@@ -209,17 +277,17 @@ def _validate_component(
         return None
     type_name = raw.get("type")
     if not isinstance(type_name, str):
-        problems.add(loc + ("type",), "is required: say which kind of component this is")
+        problems.add((*loc, "type"), "is required: say which kind of component this is")
         return None
     try:
-        model = model_for(kind, type_name)
+        model: type[BaseModel] = model_for(kind, type_name)
     except ConfigError as exc:
-        problems.add(loc + ("type",), str(exc))
+        problems.add((*loc, "type"), str(exc))
         return None
     try:
         component = model.model_validate(raw)
     except ValidationError as exc:
-        problems.add_validation(loc, exc)
+        problems.add_validation(loc, exc, model)
         return None
     assert isinstance(component, ComponentConfig)
     return component
@@ -233,11 +301,23 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
         data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else "?"
-        raise ConfigError(f"{path}:{line}: invalid YAML: {exc.problem}") from None
+        where = f"{mark.line + 1}: column {mark.column + 1}" if mark is not None else "?"
+        raise ConfigError(
+            f"{path}:{where}: invalid YAML: {exc.problem} (check the indentation, and "
+            "quote values that contain ': ' or ' #')"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    problems = _Problems(path, _line_map(node))
+    duplicates: list[tuple[Loc, int, int]] = []
+    lines = _line_map(node, duplicates)
+    problems = _Problems(path, lines)
+    for loc, first, again in duplicates:
+        problems.add(
+            loc,
+            f"appears twice in the same mapping (lines {first} and {again}); "
+            "expected each key once",
+            line=again,
+        )
     if not isinstance(data, dict):
         problems.add((), "a pipeline file must be a mapping with 'pipeline', 'source' and 'sinks'")
         problems.raise_if_any()
@@ -245,22 +325,39 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
     try:
         top = _Top.model_validate(data)
     except ValidationError as exc:
-        problems.add_validation((), exc)
+        problems.add_validation((), exc, _Top)
         problems.raise_if_any()
         raise AssertionError("unreachable") from None
     if top.source is None and not top.sources:
         problems.add((), "needs a 'source' (or a list of 'sources')")
     if top.source is not None and top.sources:
         problems.add(("sources",), "give either 'source' or 'sources', not both")
-    source = _validate_component("source", top.source, ("source",), problems) if top.source else None
+    source = (
+        _validate_component("source", top.source, ("source",), problems) if top.source else None
+    )
     sources = [
-        _validate_component("source", s, ("sources", i), problems) for i, s in enumerate(top.sources)
+        _validate_component("source", s, ("sources", i), problems)
+        for i, s in enumerate(top.sources)
     ]
     transforms = [
         _validate_component("transform", t, ("transforms", i), problems)
         for i, t in enumerate(top.transforms)
     ]
-    sinks = [_validate_component("sink", s, ("sinks", i), problems) for i, s in enumerate(top.sinks)]
+    sinks = [
+        _validate_component("sink", s, ("sinks", i), problems) for i, s in enumerate(top.sinks)
+    ]
+    first_index: dict[str, int] = {}
+    for index, raw_sink in enumerate(top.sinks):
+        name = raw_sink.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in first_index:
+            problems.add(
+                ("sinks", index, "name"),
+                f"sink name {name!r} is already used by sinks[{first_index[name]}]; "
+                "expected a unique name per sink (positions are stored under it)",
+            )
+        first_index.setdefault(name, index)
     dead_letter = (
         _validate_component("dead_letter", top.dead_letter, ("dead_letter",), problems)
         if top.dead_letter is not None
@@ -268,7 +365,7 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
     )
     problems.raise_if_any()
     try:
-        return PipelineConfig(
+        config = PipelineConfig(
             pipeline=top.pipeline,
             source=source,
             sources=[s for s in sources if s is not None],
@@ -281,6 +378,8 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
         problems.add_validation((), exc)
         problems.raise_if_any()
         raise AssertionError("unreachable") from None
+    config._lines = lines
+    return config
 
 
 def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> PipelineConfig:

@@ -56,9 +56,9 @@ def model_for(kind: Kind, type_name: str) -> type:
     _load_entry_points()
     path = _extra.get((kind, type_name)) or _BUILTINS.get((kind, type_name))
     if path is None:
+        known = ", ".join(known_types(kind)) or f"(none: no {kind.replace('_', ' ')} types exist)"
         raise ConfigError(
-            f"unknown {kind.replace('_', ' ')} type {type_name!r}; "
-            f"expected one of: {', '.join(known_types(kind))}"
+            f"unknown {kind.replace('_', ' ')} type {type_name!r}; expected one of: {known}"
         )
     module_name, _, attr = path.partition(":")
     module = importlib.import_module(module_name)
