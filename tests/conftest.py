@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins: list[str] = ["tests.servers.tansu", "tests.servers.postgres"]
+pytest_plugins: list[str] = [
+    "tests.servers.tansu",
+    "tests.servers.postgres",
+    "tests.servers.clickhouse",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
