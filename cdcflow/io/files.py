@@ -2,8 +2,8 @@
 
 File source
     Each line of a file is one message value (``null`` is a tombstone; blank lines are not
-    messages and are skipped). With ``key_separator`` set (e.g. ``"\\t"``, as written by
-    ``kcat -K'\\t'``), the text before the first separator is the message key. A file is one
+    messages and are skipped). With ``key_separator`` set (e.g. a tab, as written by
+    ``kcat -K`` with a tab), the text before the first separator is the message key. A file is one
     stream named after the file (``orders.jsonl``) with one partition ``0``; a record's offset
     is its 0-based line number, so positions stay stable when a file is re-read.
 """
@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from cdcflow.errors import ConfigError, SinkError
+from cdcflow.errors import SinkError
 from cdcflow.io.base import DeadLetterWriter, Source
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, Position, RawBatch, RawRecord
 from cdcflow.transforms.decode import DecodeStep
@@ -60,6 +60,7 @@ class FileSource(Source):
         first = start_offset or 0
         records: list[RawRecord] = []
         last = first - 1
+        emitted = first - 1
         with path.open("rb") as handle:
             for line_no, line in enumerate(handle):
                 if line_no < first:
@@ -71,11 +72,15 @@ class FileSource(Source):
                 key: bytes | None = None
                 if self.key_separator is not None and self.key_separator in body:
                     key, body = body.split(self.key_separator, 1)
-                records.append(RawRecord(key=key, value=body, position=Position(stream, 0, line_no)))
+                position = Position(stream, 0, line_no)
+                records.append(RawRecord(key=key, value=body, position=position))
                 if len(records) >= self.batch_size:
                     yield RawBatch(stream=stream, partition=0, records=records, last_offset=last)
                     records = []
-        if records or last >= first:
+                    emitted = last
+        if records or last > emitted:
+            # The rest, or only blank lines after the last full batch: their offsets still
+            # need committing so a restart does not re-read them.
             yield RawBatch(stream=stream, partition=0, records=records, last_offset=last)
 
     def check(self) -> list[str]:
@@ -106,7 +111,11 @@ class FileSourceConfig(ComponentConfig):
         pattern = context.resolve(self.path)
         matches = sorted(Path(p) for p in glob.glob(str(pattern)))
         if not matches:
-            raise ConfigError(f"source.path: no file matches {str(pattern)!r}")
+            raise ComponentError(
+                "path",
+                f"no file matches {str(pattern)!r}; expected a file or glob relative to the "
+                "pipeline file",
+            )
         return FileSource(matches, key_separator=self.key_separator, batch_size=self.batch_size)
 
     def decode_step(self) -> DecodeStep:

@@ -20,7 +20,9 @@ class NullWriter(Writer):
         self.name = name
         self.events = 0
 
-    def write(self, batch: EventBatch, on_rejected: RejectHandler | None = None) -> list[DeadLetter]:
+    def write(
+        self, batch: EventBatch, on_rejected: RejectHandler | None = None
+    ) -> list[DeadLetter]:
         """Count the batch's events."""
         self.events += len(batch.events)
         return []

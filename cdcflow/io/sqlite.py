@@ -28,16 +28,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cdcflow.errors import SinkError
 from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.pipelines.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
 from cdcflow.transforms.base import event_dead_letter
 
 _INT64 = (-(2**63), 2**63 - 1)
+#: Errors that mean "SQLite refuses this row" (the row becomes a dead letter).
+_REJECTED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
 _OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS cdcflow_offsets (
     pipeline TEXT NOT NULL,
@@ -166,7 +168,9 @@ class SqliteWriter(Writer):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_OFFSETS_DDL)
         except sqlite3.Error as exc:
-            raise SinkError(f"sink {self.name!r}: cannot open SQLite database {self.path}: {exc}") from exc
+            raise SinkError(
+                f"sink {self.name!r}: cannot open SQLite database {self.path}: {exc}"
+            ) from exc
         self._conn = conn
         rows = conn.execute(
             'SELECT stream, partition, "offset" FROM cdcflow_offsets WHERE pipeline=? AND sink=?',
@@ -212,7 +216,9 @@ class SqliteWriter(Writer):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, batch: EventBatch, on_rejected: RejectHandler | None = None) -> list[DeadLetter]:
+    def write(
+        self, batch: EventBatch, on_rejected: RejectHandler | None = None
+    ) -> list[DeadLetter]:
         """Apply one batch and store its position in the same transaction."""
         conn = self._require()
         key = batch.partition_key
@@ -303,18 +309,13 @@ class SqliteWriter(Writer):
             try:
                 conn.executemany(sql, [params for _, params, _ in group])
                 conn.execute("RELEASE cdcflow_group")
-            except (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError):
+            except _REJECTED:
                 conn.execute("ROLLBACK TO cdcflow_group")
                 conn.execute("RELEASE cdcflow_group")
                 for _, params, event in group:
                     try:
                         conn.execute(sql, params)
-                    except (
-                        sqlite3.IntegrityError,
-                        sqlite3.DataError,
-                        sqlite3.InterfaceError,
-                        OverflowError,
-                    ) as exc:
+                    except _REJECTED as exc:
                         dead.append(event_dead_letter(f"sink:{self.name}", event, exc))
             start = end
 
@@ -327,13 +328,23 @@ class SqliteWriter(Writer):
                 return None
             return (f"DELETE FROM {quote(name)}", ())
         row = event.row
+        if event.op is Op.DELETE:
+            # A delete needs only the key (MongoDB and unwrapped deletes carry no row image);
+            # a table the sink has never created holds nothing to delete.
+            known = self._known(conn, name)
+            if known is None:
+                return None
+            if row is None and not event.key:
+                raise ValueError(f"delete event for {event.table} has neither a key nor a row")
+            self._require_key(known)
+            key_values = self._key_values(event, known, row or {})
+            where = " AND ".join(f"{quote(c)} = ?" for c in known.key)
+            return (f"DELETE FROM {quote(name)} WHERE {where}", key_values)
         if row is None:
             raise ValueError(f"{event.op.value!r} event for {event.table} has no row image")
         table = self._ensure_table(conn, name, event, row, flush)
+        self._require_key(table)
         key_values = self._key_values(event, table, row)
-        if event.op is Op.DELETE:
-            where = " AND ".join(f"{quote(c)} = ?" for c in table.key)
-            return (f"DELETE FROM {quote(name)} WHERE {where}", key_values)
         columns = list(row)
         for column in table.key:
             if column not in row:
@@ -355,6 +366,14 @@ class SqliteWriter(Writer):
             f"ON CONFLICT ({conflict}) {action}"
         )
         return (sql, values)
+
+    @staticmethod
+    def _require_key(table: _Table) -> None:
+        if not table.key:
+            raise ValueError(
+                f"table {table.name} exists without a primary key; the sink upserts by key, "
+                "so give the table a PRIMARY KEY or map the source table elsewhere (table_map)"
+            )
 
     @staticmethod
     def _key_values(event: ChangeEvent, table: _Table, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -394,7 +413,7 @@ class SqliteWriter(Writer):
     ) -> _Table:
         table = self._known(conn, name)
         if table is None:
-            key = tuple(event.key) if event.key else (event.schema.key_columns if event.schema else ())
+            key = tuple(event.key or ()) or (event.schema.key_columns if event.schema else ())
             if not key:
                 raise ValueError(
                     f"no primary key known for {event.table}: the message has no key; send "
@@ -438,6 +457,8 @@ class SqliteSinkConfig(ComponentConfig):
     naming: Literal["table", "qualified"] = "table"
     table_map: dict[str, str] = {}
     truncate: Literal["apply", "ignore"] = "apply"
+
+    _check_tables = field_validator("tables")(check_table_patterns)
 
     def build(self, context: BuildContext) -> SqliteWriter:
         """Build the writer (the path is relative to the pipeline file)."""

@@ -16,7 +16,8 @@ import msgspec
 from cdcflow.errors import ConfigError
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
-from cdcflow.pipelines.config import PipelineConfig
+from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.pipelines.config import Loc, PipelineConfig
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -44,12 +45,15 @@ def plan_pipeline(config: PipelineConfig) -> Plan:
             f"(got {len(sources)}); joins across sources come later"
         )
     source_config = sources[0]
-    source = source_config.build(context)
+    source_loc: Loc = ("source",) if config.source is not None else ("sources", 0)
+    source = _build(config, source_loc, source_config, context)
     decode = source_config.decode_step()  # type: ignore[attr-defined]
-    steps = [t.build(context) for t in config.transforms]
-    writers = [s.build(context) for s in config.sinks]
+    steps = [
+        _build(config, ("transforms", i), t, context) for i, t in enumerate(config.transforms)
+    ]
+    writers = [_build(config, ("sinks", i), s, context) for i, s in enumerate(config.sinks)]
     if config.dead_letter is not None:
-        dead_letters = config.dead_letter.build(context)
+        dead_letters = _build(config, ("dead_letter",), config.dead_letter, context)
     else:
         dead_letters = DeadLetterFileWriter(
             context.base_dir / "dead-letters" / f"{config.pipeline}.jsonl"
@@ -62,6 +66,18 @@ def plan_pipeline(config: PipelineConfig) -> Plan:
         writers=writers,
         dead_letters=dead_letters,
     )
+
+
+def _build(
+    config: PipelineConfig, loc: Loc, component: ComponentConfig, context: BuildContext
+) -> Any:
+    """Build one component; a ConfigError it raises is located in the pipeline file."""
+    try:
+        return component.build(context)
+    except ComponentError as exc:
+        raise ConfigError(f"{config.locate((*loc, exc.key))}: {exc.detail}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{config.locate(loc)}: {exc}") from None
 
 
 def resume_offsets(
