@@ -161,6 +161,9 @@ def _explain(item: Mapping[str, Any], model: type[BaseModel] | None = None) -> s
             hint = f"did you mean {guess[0]!r}? " if guess else ""
             return f"is not a known key here; {hint}expected one of: {', '.join(known)}"
         return "is not a known key here (check the spelling; see docs/configuration.md)"
+    if kind == "dict_type":
+        got = type(item.get("input")).__name__.replace("NoneType", "nothing")
+        return f"expected a mapping of keys to values, got {got}"
     if kind == "too_short" and loc == ("sinks",):
         return "needs at least one sink (a list of mappings with 'name' and 'type')"
     if kind == "value_error":
