@@ -2,7 +2,8 @@
 
 ``Decimal`` becomes a string keeping its scale (``"10.20"``), ``date`` ``YYYY-MM-DD``,
 ``datetime`` ISO-8601 (``2024-01-15T10:30:00.123456``; ``Z`` or an offset only when tz-aware),
-``time`` ``HH:MM:SS[.ffffff]``, ``bytes`` standard base64. Non-finite floats (NaN, infinities)
+``time`` ``HH:MM:SS[.ffffff]``, ``bytes`` standard base64. Decimals are always written in
+fixed-point form (``"0.0000001"``, never ``"1E-7"``). Non-finite floats (NaN, infinities)
 become the strings ``"NaN"``, ``"Infinity"`` and ``"-Infinity"`` so no value is lost.
 """
 
@@ -29,35 +30,54 @@ from cdcflow.schemas.model import (
 _encoder = msgspec.json.Encoder(decimal_format="string")
 
 
-def _fix_floats(value: Any) -> Any:
-    """Replace non-finite floats (which JSON cannot carry) by their string names."""
+def _fixed(value: Decimal) -> str | Decimal:
+    """A Decimal that ``str()`` would print in exponent form, as fixed-point text."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int):  # NaN / Infinity: str() is already the name
+        return value
+    if exponent > 0 or value.adjusted() < -6:
+        return format(value, "f")
+    return value
+
+
+def _fix(value: Any) -> Any:
+    """Replace what JSON cannot carry, or would carry ambiguously, by canonical text.
+
+    Non-finite floats become ``"NaN"``/``"Infinity"``/``"-Infinity"``; Decimals that ``str()``
+    writes in exponent form (``1E-7``, ``1E+3``) become fixed-point text (``0.0000001``,
+    ``1000``).
+    """
     if isinstance(value, float):
         if math.isfinite(value):
             return value
         if math.isnan(value):
             return "NaN"
         return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, Decimal):
+        return _fixed(value)
     if isinstance(value, dict):
-        return {k: _fix_floats(v) for k, v in value.items()}
+        return {k: _fix(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_fix_floats(v) for v in value]
+        return [_fix(v) for v in value]
     return value
 
 
-def _has_nonfinite(value: Any) -> bool:
+def _needs_fix(value: Any) -> bool:
     if isinstance(value, float):
         return not math.isfinite(value)
+    if isinstance(value, Decimal):
+        return _fixed(value) is not value
     if isinstance(value, dict):
-        return any(_has_nonfinite(v) for v in value.values())
+        return any(_needs_fix(v) for v in value.values())
     if isinstance(value, (list, tuple)):
-        return any(_has_nonfinite(v) for v in value)
+        return any(_needs_fix(v) for v in value)
     return False
 
 
 def dumps(value: Any) -> bytes:
     """Encode plain data (dicts, lists, Python-native values) as canonical JSON bytes."""
-    if _has_nonfinite(value):
-        value = _fix_floats(value)
+    if _needs_fix(value):
+        value = _fix(value)
     return _encoder.encode(value)
 
 
@@ -68,7 +88,7 @@ def to_text(value: Any) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Decimal):
-        return str(value)
+        return str(_fixed(value))
     return dumps(value).decode("utf-8").strip('"')
 
 

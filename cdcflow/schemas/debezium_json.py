@@ -61,29 +61,64 @@ TombstoneHandling = Literal["marker", "delete"]
 
 
 class _Wrapped(msgspec.Struct):
-    """The JSON converter's ``{"schema": ..., "payload": ...}`` wrapper, payload left raw."""
+    """The JSON converter's ``{"schema": ..., "payload": ...}`` wrapper.
+
+    The schema stays raw (its bytes key the compiled-schema cache and it is parsed only on a
+    cache miss); the payload is parsed in the same pass. A missing field keeps its default
+    (empty schema, ``UNSET`` payload): then the message is not wrapped.
+    """
+
+    schema: msgspec.Raw = msgspec.Raw(b"")
+    payload: Any = msgspec.UNSET
+
+
+class _WrappedKey(msgspec.Struct):
+    """A schema-wrapped message key, payload left raw."""
 
     schema: msgspec.Raw = msgspec.Raw(b"")
     payload: msgspec.Raw = msgspec.Raw(b"")
 
-    @property
-    def is_wrapped(self) -> bool:
-        """True when both ``schema`` and ``payload`` were present."""
-        return len(self.schema) > 0 and len(self.payload) > 0
-
 
 _wrapped_decoder = msgspec.json.Decoder(_Wrapped)
+_wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey)
 _any_decoder = msgspec.json.Decoder()
+_NULL = msgspec.Raw(b"null")
+_UNPARSED = object()
 
 RowConverter = Callable[[dict[str, Any]], None]
 
 
-class _CompiledSchema(msgspec.Struct):
-    """What a schema tells the decoder: converters for row images, and the table schema."""
+class _CompiledSchema:
+    """What a schema tells the decoder: the message kind, row converter and table schema.
 
-    row_converter: RowConverter | None
-    table_schema: TableSchema | None
-    is_envelope: bool
+    ``kind`` is ``"envelope"``, ``"row"`` (an unwrapped record), ``"transaction"``,
+    ``"schema_change"`` or ``"heartbeat"``.
+    """
+
+    __slots__ = ("_keyed", "kind", "row_converter", "table_schema")
+
+    def __init__(
+        self, row_converter: RowConverter | None, table_schema: TableSchema | None, kind: str
+    ) -> None:
+        self.row_converter = row_converter
+        self.table_schema = table_schema
+        self.kind = kind
+        self._keyed: dict[tuple[str, ...], TableSchema] = {}
+
+    @property
+    def is_envelope(self) -> bool:
+        """True for Debezium change envelopes."""
+        return self.kind == "envelope"
+
+    def with_key(self, key_columns: tuple[str, ...]) -> TableSchema | None:
+        """The table schema with ``key_columns`` filled in (built once per key shape)."""
+        if self.table_schema is None:
+            return None
+        found = self._keyed.get(key_columns)
+        if found is None:
+            found = msgspec.structs.replace(self.table_schema, key_columns=key_columns)
+            self._keyed[key_columns] = found
+        return found
 
 
 def _struct_fields(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -175,27 +210,44 @@ def _columns(struct_schema: Mapping[str, Any]) -> tuple[Column, ...]:
     )
 
 
+#: Schema names (suffixes) of the messages that are not rows.
+_KIND_BY_SCHEMA_NAME = (
+    (".TransactionMetadataValue", "transaction"),
+    (".SchemaChangeValue", "schema_change"),
+    (".Heartbeat", "heartbeat"),
+    (".ServerHeartbeat", "heartbeat"),
+)
+
+
 def _compile_value_schema(raw: bytes) -> _CompiledSchema:
+    """Compile a value schema block: its kind, a row converter and the table schema."""
     try:
         schema = _any_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"the schema block is not valid JSON: {exc}") from exc
     if not isinstance(schema, dict):
         raise DecodeError("the schema block must be a JSON object")
-    fingerprint = hashlib.sha1(raw).hexdigest()[:16]
+    fingerprint = hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+    name = schema.get("name")
+    if isinstance(name, str):
+        for suffix, kind in _KIND_BY_SCHEMA_NAME:
+            if name.endswith(suffix):
+                return _CompiledSchema(row_converter=None, table_schema=None, kind=kind)
     fields = {str(f.get("field")): f for f in _struct_fields(schema)}
     row_schema = None
-    is_envelope = False
+    kind = "row"
     for image in ("after", "before"):
         candidate = fields.get(image)
-        if isinstance(candidate, dict) and candidate.get("type") == "struct":
+        if isinstance(candidate, dict) and candidate.get("type") == "struct" and "op" in fields:
             row_schema = candidate
-            is_envelope = True
+            kind = "envelope"
             break
-    if row_schema is None and "op" in fields:
-        # An envelope whose row images are strings (MongoDB) or absent.
-        return _CompiledSchema(row_converter=None, table_schema=None, is_envelope=True)
+    if row_schema is None and "op" in fields and ("after" in fields or "source" in fields):
+        # An envelope whose row images are strings (MongoDB) or that has none.
+        return _CompiledSchema(row_converter=None, table_schema=None, kind="envelope")
     if row_schema is None:
+        if "ddl" in fields and ("databaseName" in fields or "tableChanges" in fields):
+            return _CompiledSchema(row_converter=None, table_schema=None, kind="schema_change")
         row_schema = schema
     table_schema = TableSchema(
         name=row_schema.get("name"),
@@ -204,9 +256,7 @@ def _compile_value_schema(raw: bytes) -> _CompiledSchema:
         columns=_columns(row_schema),
     )
     return _CompiledSchema(
-        row_converter=_row_converter(row_schema),
-        table_schema=table_schema,
-        is_envelope=is_envelope,
+        row_converter=_row_converter(row_schema), table_schema=table_schema, kind=kind
     )
 
 
@@ -248,7 +298,9 @@ def _take_unavailable(row: dict[str, Any]) -> tuple[str, ...]:
     missing = tuple(
         name
         for name, value in row.items()
-        if value == UNAVAILABLE_PLACEHOLDER or value == _PLACEHOLDER_B64 or value == _PLACEHOLDER_LIST
+        if value == UNAVAILABLE_PLACEHOLDER
+        or value == _PLACEHOLDER_B64
+        or value == _PLACEHOLDER_LIST
     )
     for name in missing:
         del row[name]
@@ -281,6 +333,8 @@ class DebeziumJsonDecoder:
         self._value_schemas: dict[bytes, _CompiledSchema] = {}
         self._key_schemas: dict[bytes, RowConverter | None] = {}
         self._key_column_cache: dict[TableId, tuple[str, ...] | None] = {}
+        self._last_raw: msgspec.Raw = msgspec.Raw(b"")
+        self._last_compiled: _CompiledSchema | None = None
 
     # -- public API -----------------------------------------------------------------------
 
@@ -294,27 +348,31 @@ class DebeziumJsonDecoder:
         """Decode one message.
 
         ``topic`` (the Kafka topic, when there is one) names the table when the message does
-        not. Raises :class:`DecodeError` with the reason when the message cannot be decoded.
+        not. A null, empty or ``null`` value is a tombstone. Raises :class:`DecodeError` with
+        the reason when the message cannot be decoded.
         """
         decoded_key = self.decode_key(key) if key is not None else None
-        if value is None or not value.strip() or value.strip() == b"null":
+        if not value:
             return self._tombstone(position, decoded_key, topic)
         compiled: _CompiledSchema | None = None
-        payload: Any
+        payload: Any = _UNPARSED
         if b'"payload"' in value:
             try:
                 wrapped = _wrapped_decoder.decode(value)
+            except msgspec.ValidationError:
+                wrapped = None  # valid JSON but not an object: reported below
             except msgspec.DecodeError as exc:
                 raise DecodeError(_json_reason(exc, value)) from None
-            if wrapped.is_wrapped:
-                payload = _any_decoder.decode(wrapped.payload)
+            if wrapped is not None and wrapped.payload is not msgspec.UNSET and wrapped.schema:
+                payload = wrapped.payload
                 if payload is None:
                     return self._tombstone(position, decoded_key, topic)
-                compiled = self._compile(bytes(wrapped.schema))
-            else:
-                payload = self._parse(value)
-        else:
+                if wrapped.schema != _NULL:
+                    compiled = self._compile(wrapped.schema)
+        if payload is _UNPARSED:
             payload = self._parse(value)
+            if payload is None:
+                return self._tombstone(position, decoded_key, topic)
         if not isinstance(payload, dict):
             raise DecodeError(
                 f"a Debezium message must be a JSON object, got {type(payload).__name__}"
@@ -322,22 +380,31 @@ class DebeziumJsonDecoder:
         return self._interpret(payload, compiled, position, decoded_key, topic)
 
     def decode_key(self, key: bytes) -> dict[str, Any] | None:
-        """Decode a Debezium message key (a struct, optionally schema-wrapped) into a dict."""
-        if not key.strip() or key.strip() == b"null":
+        """Decode a Debezium message key (a struct, optionally schema-wrapped) into a dict.
+
+        A primitive key (a bare string or number) becomes ``{"id": value}``; an empty or
+        ``null`` key is None.
+        """
+        if not key or not key.strip():
             return None
         converter: RowConverter | None = None
-        try:
-            wrapped = _wrapped_decoder.decode(key) if b'"payload"' in key else None
-        except msgspec.DecodeError as exc:
-            raise DecodeError(f"message key: {_json_reason(exc, key)}") from None
-        if wrapped is not None and wrapped.is_wrapped:
-            raw_schema = bytes(wrapped.schema)
-            if raw_schema not in self._key_schemas:
-                schema = _any_decoder.decode(raw_schema)
-                self._key_schemas[raw_schema] = (
-                    _row_converter(schema) if isinstance(schema, dict) else None
-                )
-            converter = self._key_schemas[raw_schema]
+        wrapped: _WrappedKey | None = None
+        if b'"payload"' in key:
+            try:
+                wrapped = _wrapped_key_decoder.decode(key)
+            except msgspec.ValidationError:
+                wrapped = None
+            except msgspec.DecodeError as exc:
+                raise DecodeError(f"message key: {_json_reason(exc, key)}") from None
+        if wrapped is not None and wrapped.schema and wrapped.payload:
+            if wrapped.schema != _NULL:
+                raw_schema = bytes(wrapped.schema)
+                if raw_schema not in self._key_schemas:
+                    schema = _any_decoder.decode(raw_schema)
+                    self._key_schemas[raw_schema] = (
+                        _row_converter(schema) if isinstance(schema, dict) else None
+                    )
+                converter = self._key_schemas[raw_schema]
             parsed = _any_decoder.decode(wrapped.payload)
         else:
             try:
@@ -350,7 +417,10 @@ class DebeziumJsonDecoder:
             # A primitive key (e.g. a string id): name it like Connect does.
             return {"id": parsed}
         if converter is not None:
-            converter(parsed)
+            try:
+                converter(parsed)
+            except DecodeError as exc:
+                raise DecodeError(f"message key: {exc}") from None
         return parsed
 
     def decode_payload(
@@ -373,7 +443,9 @@ class DebeziumJsonDecoder:
         if table_schema is not None or is_envelope is not None:
             envelope = is_envelope if is_envelope is not None else "op" in payload
             compiled = _CompiledSchema(
-                row_converter=None, table_schema=table_schema, is_envelope=envelope
+                row_converter=None,
+                table_schema=table_schema,
+                kind="envelope" if envelope else "row",
             )
         return self._interpret(payload, compiled, position, key, topic)
 
@@ -384,15 +456,26 @@ class DebeziumJsonDecoder:
         try:
             return _any_decoder.decode(value)
         except msgspec.DecodeError as exc:
+            if not value.strip():
+                return None  # a whitespace-only value is a tombstone
             raise DecodeError(_json_reason(exc, value)) from None
 
-    def _compile(self, raw_schema: bytes) -> _CompiledSchema:
-        compiled = self._value_schemas.get(raw_schema)
+    def _compile(self, raw_schema: msgspec.Raw) -> _CompiledSchema:
+        """Return the compiled form of a schema block, compiling it on first sight only.
+
+        Consecutive messages usually share one schema: that case costs one byte comparison.
+        """
+        if raw_schema == self._last_raw:
+            return self._last_compiled  # type: ignore[return-value]
+        key = bytes(raw_schema)
+        compiled = self._value_schemas.get(key)
         if compiled is None:
             if len(self._value_schemas) >= _SCHEMA_CACHE_LIMIT:
                 self._value_schemas.clear()
-            compiled = _compile_value_schema(raw_schema)
-            self._value_schemas[raw_schema] = compiled
+            compiled = _compile_value_schema(key)
+            self._value_schemas[key] = compiled
+        self._last_raw = raw_schema
+        self._last_compiled = compiled
         return compiled
 
     def _tombstone(
@@ -401,7 +484,9 @@ class DebeziumJsonDecoder:
         if self._tombstones == "marker":
             return Tombstone(position=position, key=key)
         if topic is None:
-            raise DecodeError("a tombstone was read as a delete but there is no topic to name the table")
+            raise DecodeError(
+                "a tombstone was read as a delete but there is no topic to name the table"
+            )
         if not key:
             raise DecodeError("a tombstone was read as a delete but the message has no key")
         return ChangeEvent(
@@ -417,24 +502,30 @@ class DebeziumJsonDecoder:
         topic: str | None,
     ) -> Decoded:
         if compiled is not None:
-            is_envelope = compiled.is_envelope
+            kind = compiled.kind
+        elif "op" in payload and ("source" in payload or "after" in payload or "before" in payload):
+            kind = "envelope"
         else:
-            is_envelope = "op" in payload and (
-                "after" in payload or "before" in payload or "source" in payload
-            )
-        if is_envelope:
+            kind = _guess_kind(payload)
+        if kind == "envelope":
             return self._envelope(payload, compiled, position, key, topic)
-        if "status" in payload and "id" in payload and payload.get("status") in ("BEGIN", "END"):
+        if kind == "transaction":
             return TransactionMarker(
-                status=payload["status"],
-                id=str(payload["id"]),
+                status=str(payload.get("status")),
+                id=str(payload.get("id")),
                 position=position,
                 ts_ms=_as_int_or_none(payload.get("ts_ms")),
                 event_count=_as_int_or_none(payload.get("event_count")),
                 data_collections=payload.get("data_collections"),
             )
-        if "ddl" in payload or "tableChanges" in payload:
+        if kind == "schema_change":
             source = _source_info(payload.get("source"))
+            history_position = payload.get("position")
+            if isinstance(history_position, dict):
+                # The schema history topic keeps the binlog position beside the source block.
+                source.native.update(
+                    (k, v) for k, v in history_position.items() if k not in source.native
+                )
             return SchemaChange(
                 position=position,
                 database=payload.get("databaseName") or source.database,
@@ -444,8 +535,8 @@ class DebeziumJsonDecoder:
                 source=source,
                 ts_ms=_as_int_or_none(payload.get("ts_ms")),
             )
-        if payload.keys() == {"ts_ms"}:
-            return Heartbeat(position=position, ts_ms=_as_int_or_none(payload["ts_ms"]))
+        if kind == "heartbeat":
+            return Heartbeat(position=position, ts_ms=_as_int_or_none(payload.get("ts_ms")))
         return self._unwrapped(payload, compiled, position, key, topic)
 
     def _envelope(
@@ -459,20 +550,21 @@ class DebeziumJsonDecoder:
         op_code = payload.get("op")
         op = _OPS.get(op_code) if isinstance(op_code, str) else None
         if op is None:
-            raise DecodeError(
-                f"unknown op {op_code!r}: expected one of c, u, d, r, t"
-            )
+            raise DecodeError(f"unknown op {op_code!r}: expected one of c, u, d, r, t")
         source = _source_info(payload.get("source"))
         before = payload.get("before")
         after = payload.get("after")
-        is_mongo = source.connector == "mongodb" or isinstance(after, str) or isinstance(before, str)
+        is_mongo = (
+            source.connector == "mongodb" or isinstance(after, str) or isinstance(before, str)
+        )
         if isinstance(before, str):
             before = ejson.decode_document(before)
         if isinstance(after, str):
             after = ejson.decode_document(after)
-        for name, image in (("before", before), ("after", after)):
-            if image is not None and not isinstance(image, dict):
-                raise DecodeError(f"{name!r} must be an object or null, got {type(image).__name__}")
+        if before is not None and type(before) is not dict:
+            raise DecodeError(f"'before' must be an object or null, got {type(before).__name__}")
+        if after is not None and type(after) is not dict:
+            raise DecodeError(f"'after' must be an object or null, got {type(after).__name__}")
         unavailable: tuple[str, ...] = ()
         converter = compiled.row_converter if compiled is not None else None
         if after is not None:
@@ -485,20 +577,23 @@ class DebeziumJsonDecoder:
                 converter(before)
             if op is Op.DELETE:
                 unavailable = missing_before
-        if op is not Op.TRUNCATE and op is not Op.DELETE and after is None:
-            raise DecodeError(f"op {op.value!r} needs an 'after' row image, got null")
+        meta: dict[str, Any] = {}
+        if is_mongo:
+            _mongo_meta(payload, meta)
+        if after is None and op is not Op.TRUNCATE and op is not Op.DELETE:
+            if not (is_mongo and op is Op.UPDATE and meta):
+                raise DecodeError(f"op {op.value!r} needs an 'after' row image, got null")
         table = self._table_id(source, topic)
         if is_mongo and key is not None and "id" in key and "_id" not in key:
             key = {"_id": _mongo_key(key["id"])}
+        if is_mongo and key is None and isinstance(meta.get("filter"), dict):
+            if "_id" in meta["filter"]:
+                key = {"_id": meta["filter"]["_id"]}
         if key is None and op is not Op.TRUNCATE:
             key = self._derive_key(table, after if after is not None else before, is_mongo)
-        meta: dict[str, Any] = {}
-        for extra in ("patch", "filter", "updateDescription"):
-            if extra in payload and payload[extra] is not None:
-                meta[extra] = payload[extra]
         tx = payload.get("transaction")
         transaction = None
-        if isinstance(tx, dict) and tx.get("id") is not None:
+        if tx is not None and type(tx) is dict and tx.get("id") is not None:
             transaction = TransactionInfo(
                 id=str(tx["id"]),
                 total_order=_as_int_or_none(tx.get("total_order")),
@@ -506,7 +601,7 @@ class DebeziumJsonDecoder:
             )
         table_schema = compiled.table_schema if compiled is not None else None
         if table_schema is not None and key and not table_schema.key_columns:
-            table_schema = msgspec.structs.replace(table_schema, key_columns=tuple(key))
+            table_schema = compiled.with_key(tuple(key))  # type: ignore[union-attr]
         return ChangeEvent(
             op=op,
             table=table,
@@ -561,7 +656,7 @@ class DebeziumJsonDecoder:
             version=native.pop("version", None),
             native=native,
         )
-        for native_name in ("lsn", "txId", "file", "pos", "gtid", "scn", "commit_lsn", "change_lsn"):
+        for native_name in _UNWRAPPED_NATIVE:
             if native_name in meta:
                 source.native[native_name] = meta.pop(native_name)
         table = self._table_id(source, topic)
@@ -603,10 +698,10 @@ class DebeziumJsonDecoder:
             return {"_id": row["_id"]}
         if table not in self._key_column_cache:
             name = str(table)
-            found = None
-            for glob, columns in self._key_columns.items():
+            found: tuple[str, ...] | None = None
+            for glob, glob_columns in self._key_columns.items():
                 if fnmatch.fnmatchcase(name, glob):
-                    found = columns
+                    found = glob_columns
                     break
             self._key_column_cache[table] = found
         columns = self._key_column_cache[table]
@@ -616,6 +711,53 @@ class DebeziumJsonDecoder:
         if missing:
             raise DecodeError(f"key column(s) {missing} configured for {table} are not in the row")
         return {c: row[c] for c in columns}
+
+
+#: ``__`` fields of unwrapped records that are connector-native positions (go to ``source``).
+_UNWRAPPED_NATIVE = ("lsn", "txId", "file", "pos", "row", "gtid", "scn", "commit_scn",
+                     "commit_lsn", "change_lsn", "event_serial_no", "ord")
+
+_TRANSACTION_KEYS = frozenset({"status", "id", "ts_ms", "event_count", "data_collections"})
+
+
+def _guess_kind(payload: dict[str, Any]) -> str:
+    """Tell a schemaless non-envelope message's kind from its fields.
+
+    Transaction markers have only the metadata fields and a BEGIN/END status; schema changes
+    carry ``ddl`` with ``databaseName`` or ``tableChanges``; a heartbeat is ``{"ts_ms": n}``.
+    Anything else is an unwrapped row (``ExtractNewRecordState``).
+    """
+    if payload.get("status") in ("BEGIN", "END") and "id" in payload:
+        if payload.keys() <= _TRANSACTION_KEYS:
+            return "transaction"
+    if "ddl" in payload and ("databaseName" in payload or "tableChanges" in payload):
+        return "schema_change"
+    if len(payload) == 1 and "ts_ms" in payload:
+        return "heartbeat"
+    return "row"
+
+
+def _mongo_meta(payload: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Keep MongoDB's update details in ``meta``, Extended JSON decoded.
+
+    Debezium 2.x (``capture.mode=change_streams``) sends ``updateDescription`` with
+    ``updatedFields`` as an Extended-JSON string, ``removedFields`` and ``truncatedArrays``;
+    the legacy oplog mode sends ``patch`` and ``filter`` strings.
+    """
+    description = payload.get("updateDescription")
+    if isinstance(description, dict):
+        updated = description.get("updatedFields")
+        if isinstance(updated, str):
+            updated = ejson.decode_document(updated)
+        meta["updateDescription"] = {
+            "updatedFields": updated,
+            "removedFields": description.get("removedFields"),
+            "truncatedArrays": description.get("truncatedArrays"),
+        }
+    for name in ("patch", "filter"):
+        value = payload.get(name)
+        if value is not None:
+            meta[name] = ejson.decode_document(value) if isinstance(value, str) else value
 
 
 def _mongo_key(value: Any) -> Any:

@@ -19,7 +19,7 @@ import msgspec
 
 from cdcflow.errors import DecodeError
 
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 
 
@@ -60,7 +60,8 @@ def _convert(value: Any) -> Any:
             if "$date" in keys:
                 return _date(value["$date"])
             if "$numberLong" in keys or "$numberInt" in keys:
-                return int(value.get("$numberLong", value.get("$numberInt")))
+                number = value["$numberLong"] if "$numberLong" in keys else value["$numberInt"]
+                return int(number)
             if "$numberDouble" in keys:
                 return _double(value["$numberDouble"])
             if "$numberDecimal" in keys:

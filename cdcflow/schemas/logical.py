@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import decimal
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from cdcflow.errors import DecodeError
@@ -22,7 +23,7 @@ Converter = Callable[[Any], Any]
 
 EPOCH = dt.datetime(1970, 1, 1)
 EPOCH_DATE = dt.date(1970, 1, 1)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 CONNECT_DECIMAL = "org.apache.kafka.connect.data.Decimal"
 CONNECT_DATE = "org.apache.kafka.connect.data.Date"
@@ -67,39 +68,54 @@ def _as_int(value: Any, logical: str) -> int:
     return value
 
 
+#: A context that never rounds: unscaled values of any size keep every digit.
+_EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+
+
 def unscaled_to_decimal(raw: bytes, scale: int) -> Decimal:
-    """Turn big-endian two's-complement unscaled bytes and a scale into a Decimal."""
+    """Turn big-endian two's-complement unscaled bytes and a scale into an exact Decimal.
+
+    The result has exactly ``scale`` fractional digits (bytes ``04 00`` with scale 2 is
+    ``Decimal("10.24")``), whatever the number of digits: no context precision applies.
+    """
     unscaled = int.from_bytes(raw, "big", signed=True)
-    return Decimal(unscaled).scaleb(-scale)
+    return Decimal(unscaled).scaleb(-scale, _EXACT)
 
 
 def decimal_converter(scale: int) -> Converter:
     """``org.apache.kafka.connect.data.Decimal``: base64 unscaled bytes with a fixed scale.
 
-    Numbers and numeric strings (``decimal.handling.mode=double|string``) are accepted as well.
+    Text is read as base64 (how Connect's JSON converter writes bytes); text that is not
+    base64 but is a number (``"12.50"``, ``"-3"``) and JSON numbers are taken as the value
+    itself, for producers that already rendered the decimal.
     """
 
     def convert(value: Any) -> Decimal:
-        if isinstance(value, (str, bytes, bytearray)) and not _looks_numeric(value):
-            return unscaled_to_decimal(_as_bytes(value, CONNECT_DECIMAL), scale)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return Decimal(str(value))
         if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return _numeric_text(value)
+            return unscaled_to_decimal(raw, scale)
+        if isinstance(value, (bytes, bytearray)):
+            return unscaled_to_decimal(bytes(value), scale)
+        if isinstance(value, int) and not isinstance(value, bool):
             return Decimal(value)
+        if isinstance(value, float):
+            return Decimal(repr(value))
         raise _fail(CONNECT_DECIMAL, value, "expected base64 unscaled bytes")
 
     return convert
 
 
-_NUMERIC = re.compile(r"^-?\d+\.\d+$")
-
-
-def _looks_numeric(value: str | bytes | bytearray) -> bool:
-    """True for text like ``12.50``, which ``decimal.handling.mode=string`` sends.
-
-    Base64 never contains ``.``, so a string with a decimal point is a number, not bytes.
-    """
-    return isinstance(value, str) and bool(_NUMERIC.match(value))
+def _numeric_text(value: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise _fail(CONNECT_DECIMAL, value, "neither base64 unscaled bytes nor a number") from None
+    if not number.is_finite():
+        raise _fail(CONNECT_DECIMAL, value, "neither base64 unscaled bytes nor a number")
+    return number
 
 
 def variable_scale_decimal(value: Any) -> Decimal:
@@ -239,7 +255,9 @@ PASS_THROUGH = frozenset(
 )
 
 
-def converter_for(logical: str | None, base_type: str, parameters: dict[str, str]) -> Converter | None:
+def converter_for(
+    logical: str | None, base_type: str, parameters: dict[str, str]
+) -> Converter | None:
     """Return the converter for a field, or None when its wire value is already final.
 
     ``logical`` is the schema's ``name``, ``base_type`` the Connect type and ``parameters`` the

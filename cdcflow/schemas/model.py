@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 
-class Op(str, enum.Enum):
+class Op(str, enum.Enum):  # noqa: UP042 - str() and reprs must stay as they are
     """The change operation, with Debezium's one-letter codes."""
 
     CREATE = "c"
