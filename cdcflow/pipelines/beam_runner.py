@@ -6,13 +6,30 @@ Shape (ARCHITECTURE §3)::
 
 Read, decode, transforms, dead-letter storage and writing stay in one fused stage (no shuffle),
 so the batches of a partition reach every sink in offset order: a sink's stored position then
-always means "everything up to here is written".
+always means "everything up to here is written". For Kafka this is also what makes the commit
+order hold: offsets are committed by bundle finalization, after the fused stage (every sink)
+finished the bundle (see :mod:`cdcflow.beam.kafka`).
+
+Modes (Kafka): with ``until_caught_up`` each partition is read to the end offset seen at
+start, then the run ends. Otherwise the run streams until SIGINT or SIGTERM: the first signal
+makes the readers finish the batch in hand, the bundles finish (sinks write, offsets are
+committed) and :func:`run` returns normally; a second signal aborts at once.
+
+``--runner=DirectRunner`` (the default) runs on Beam's FnApiRunner directly: the switching
+DirectRunner would first try to download the Prism runner, and the SDF reader's checkpointing
+and bundle finalization are verified on the FnApiRunner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -25,8 +42,11 @@ from cdcflow.beam.transforms import (
     StoreDeadLetters,
     WriteTo,
 )
+from cdcflow.io.kafka import KafkaSource, describe_partitions
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,14 +58,43 @@ class RunReport:
     written: dict[str, int] = field(default_factory=dict)
     sink_lines: list[str] = field(default_factory=list)
     dead_letter_lines: list[str] = field(default_factory=list)
+    stopped_by_signal: bool = False
+    streaming: bool = False
 
 
-def build(pipeline: beam.Pipeline, plan: Plan) -> None:
-    """Add the plan's transforms to ``pipeline``."""
+def _read(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool) -> Any:
+    """The source's read transform, starting each partition where the sinks left off."""
     start = resume_offsets(plan.writers, plan.source.partitions())
+    if not isinstance(plan.source, KafkaSource):
+        return pipeline | "Read" >> ReadFromSource(plan.source, start)
+    from cdcflow.beam.kafka import UNBOUNDED, ReadFromKafka
+
+    source = plan.source
+    starts = source.start_offsets(start)
+    ends = source.end_offsets() if until_caught_up else {}
+    specs = []
+    for (topic, part), first in sorted(starts.items()):
+        stop = max(first, ends.get((topic, part), first)) if until_caught_up else UNBOUNDED
+        specs.append((topic, part, first, stop))
+    log.info(
+        "reading %s %s",
+        describe_partitions(source.partitions()),
+        "until caught up" if until_caught_up else "until stopped (SIGINT/SIGTERM)",
+    )
+    for spec in specs:
+        log.debug("partition %s[%d]: offsets %d..%s", spec[0], spec[1], spec[2],
+                  "end" if spec[3] == UNBOUNDED else spec[3])
+    return pipeline | "Read" >> ReadFromKafka(source.settings, specs)
+
+
+def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) -> None:
+    """Add the plan's transforms to ``pipeline``.
+
+    ``until_caught_up`` bounds an unbounded source (Kafka) at the end offsets seen now;
+    bounded sources (files) always stop at their end.
+    """
     batches = (
-        pipeline
-        | "Read" >> ReadFromSource(plan.source, start)
+        _read(pipeline, plan, until_caught_up)
         | "Decode" >> ApplyStep(plan.decode, carry=True)
     )[EVENTS]
     for index, step in enumerate(plan.steps):
@@ -56,22 +105,67 @@ def build(pipeline: beam.Pipeline, plan: Plan) -> None:
         _ = stored | f"Write:{writer.name}" >> WriteTo(writer, plan.dead_letters)
 
 
-def run(config: PipelineConfig, beam_args: Sequence[str] = ()) -> RunReport:
-    """Run ``config`` to completion on Beam and report what happened.
+@contextmanager
+def _stop_on_signals(enabled: bool) -> Iterator[None]:
+    """While running, the first SIGINT/SIGTERM asks the readers to stop; a second aborts."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from cdcflow.beam.kafka import request_stop, stop_requested
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop_requested():
+            log.warning("%s again: aborting without finishing the batch in hand", name)
+            raise KeyboardInterrupt(name)
+        log.warning("%s: finishing the batch in hand, committing, then stopping", name)
+        request_stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _pipeline(args: list[str]) -> beam.Pipeline:
+    options = PipelineOptions(args)
+    runner_name = options.get_all_options().get("runner")
+    if runner_name in (None, "DirectRunner", "direct", "FnApiRunner"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return beam.Pipeline(runner=FnApiRunner(), options=options)
+    return beam.Pipeline(options=options)
+
+
+def run(
+    config: PipelineConfig, beam_args: Sequence[str] = (), until_caught_up: bool = False
+) -> RunReport:
+    """Run ``config`` on Beam and report what happened.
 
     ``beam_args`` are Beam pipeline options (``--runner=...``); the default is the
-    DirectRunner in-memory with one worker.
+    DirectRunner in-memory with one worker. A Kafka source streams until SIGINT/SIGTERM
+    unless ``until_caught_up`` (see the module docstring); file sources always stop at
+    their end.
     """
     plan = plan_pipeline(config)
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
-    options = PipelineOptions(args)
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, plan)
-    result = pipeline.run()
-    result.wait_until_finish()
-    report = RunReport()
+    pipeline = _pipeline(args)
+    streaming = isinstance(plan.source, KafkaSource) and not until_caught_up
+    if isinstance(plan.source, KafkaSource):
+        from cdcflow.beam.kafka import reset_stop, stop_requested
+
+        reset_stop()
+    build(pipeline, plan, until_caught_up=until_caught_up)
+    with _stop_on_signals(isinstance(plan.source, KafkaSource)):
+        result = pipeline.run()
+        result.wait_until_finish()
+    report = RunReport(streaming=streaming)
+    if isinstance(plan.source, KafkaSource):
+        report.stopped_by_signal = stop_requested()
     try:
         counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
         for counter in counters["counters"]:

@@ -59,8 +59,9 @@ def main(log_format: str, log_level: str) -> None:
 @click.option(
     "--until-caught-up",
     is_flag=True,
-    help="Read every partition to the end seen at start, write, commit and exit. "
-    "(File sources are bounded and always stop at the end.)",
+    help="Read every partition to the end offset seen at start, write, commit and exit. "
+    "Without it a Kafka source streams until SIGINT/SIGTERM, then finishes the batch in "
+    "hand, commits and exits 0. (File sources are bounded and always stop at the end.)",
 )
 @click.option(
     "--runner",
@@ -96,7 +97,7 @@ def run(
     try:
         from cdcflow.pipelines.beam_runner import run as run_beam
 
-        report = run_beam(config, args)
+        report = run_beam(config, args, until_caught_up=until_caught_up)
     except ConfigError as exc:
         _fail_config(exc)
         return
@@ -108,7 +109,8 @@ def run(
         _fail_runtime(_root_cause(exc))
         return
     elapsed = time.monotonic() - started
-    click.echo(f"pipeline {config.pipeline!r} finished in {elapsed:.1f}s")
+    how = "stopped by signal after" if report.stopped_by_signal else "finished in"
+    click.echo(f"pipeline {config.pipeline!r} {how} {elapsed:.1f}s")
     click.echo(f"  records read: {report.records_read}")
     for sink, count in sorted(report.written.items()):
         click.echo(f"  events written to {sink}: {count}")

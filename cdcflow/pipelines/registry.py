@@ -20,6 +20,7 @@ Kind = Literal["source", "transform", "sink", "dead_letter"]
 
 _BUILTINS: dict[tuple[str, str], str] = {
     ("source", "file"): "cdcflow.io.files:FileSourceConfig",
+    ("source", "kafka"): "cdcflow.io.kafka:KafkaSourceConfig",
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
     ("sink", "null"): "cdcflow.io.null:NullSinkConfig",
     ("dead_letter", "file"): "cdcflow.io.files:DeadLetterFileConfig",

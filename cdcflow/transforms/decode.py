@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from cdcflow.errors import TransientError
 from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling
 from cdcflow.schemas.model import ChangeEvent, EventBatch, RawBatch
 from cdcflow.transforms.base import StepResult, raw_dead_letter
 
-Format = Literal["debezium-json"]
+if TYPE_CHECKING:
+    from cdcflow.io.schema_registry import SchemaRegistryConfig
+
+Format = Literal["debezium-json", "debezium-avro"]
+FORMATS = ("debezium-json", "debezium-avro")
+
+
+def _fatal_errors() -> tuple[type[BaseException], ...]:
+    from cdcflow.io.schema_registry import SchemaRegistryError
+
+    return (TransientError, SchemaRegistryError)
+
+
+_FATAL = _fatal_errors()
 
 
 class DecodeStep:
@@ -19,6 +33,11 @@ class DecodeStep:
     and the reason; the rest form the output batch, which keeps the input's ``last_offset``.
     ``stream_is_topic`` says whether a position's stream is a Kafka topic name that may name the
     table of messages that do not (true for Kafka, false for files).
+
+    ``debezium-avro`` reads the Confluent wire format and needs ``schema_registry``; a
+    registry that cannot be reached (a :class:`~cdcflow.errors.TransientError`, or any
+    :class:`~cdcflow.io.schema_registry.SchemaRegistryError`) stops the step instead of
+    dead-lettering every record.
     """
 
     name = "decode"
@@ -29,21 +48,40 @@ class DecodeStep:
         key_columns: Mapping[str, Sequence[str]] | None = None,
         tombstones: TombstoneHandling = "marker",
         stream_is_topic: bool = True,
+        schema_registry: SchemaRegistryConfig | None = None,
     ) -> None:
-        if format != "debezium-json":
-            raise ValueError(f"unsupported format {format!r}: expected 'debezium-json'")
+        if format not in FORMATS:
+            raise ValueError(f"unsupported format {format!r}: expected one of {FORMATS}")
+        if format == "debezium-avro" and schema_registry is None:
+            raise ValueError("format 'debezium-avro' needs a schema registry configuration")
         self.format = format
         self.key_columns = dict(key_columns or {})
         self.tombstones = tombstones
         self.stream_is_topic = stream_is_topic
-        self._decoder: DebeziumJsonDecoder | None = None
+        self.schema_registry = schema_registry
+        self._decoder: Any = None
 
     def setup(self) -> None:
-        """Create the decoder (and its schema cache) on the worker."""
-        self._decoder = DebeziumJsonDecoder(key_columns=self.key_columns, tombstones=self.tombstones)
+        """Create the decoder (and its schema caches; the registry client) on the worker."""
+        if self.format == "debezium-avro":
+            from cdcflow.schemas.avro import ConfluentAvroDecoder
+
+            assert self.schema_registry is not None
+            self._decoder = ConfluentAvroDecoder(
+                self.schema_registry.client(),
+                key_columns=self.key_columns,
+                tombstones=self.tombstones,
+            )
+            return
+        self._decoder = DebeziumJsonDecoder(
+            key_columns=self.key_columns, tombstones=self.tombstones
+        )
 
     def teardown(self) -> None:
-        """Drop the decoder."""
+        """Drop the decoder (closing its registry client, if any)."""
+        close = getattr(self._decoder, "close", None)
+        if close is not None:
+            close()
         self._decoder = None
 
     def process(self, raw: RawBatch) -> StepResult:
@@ -59,6 +97,8 @@ class DecodeStep:
         for record in raw.records:
             try:
                 item = decoder.decode(record.value, record.position, key=record.key, topic=topic)
+            except _FATAL:
+                raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a dead letter
                 dead.append(
                     raw_dead_letter(self.name, exc, record.position, record.value, record.key)

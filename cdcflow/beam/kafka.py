@@ -1,0 +1,210 @@
+"""Reading Kafka on Beam: a splittable DoFn over each partition's offset range.
+
+Element and restriction
+    One input element per partition: ``(topic, partition, start, stop)``; the restriction is
+    the offset range ``[start, stop)``, with ``stop`` the end offset seen at start for
+    ``--until-caught-up`` or "unbounded" when streaming. One output element per poll of a
+    partition: a :class:`~cdcflow.schemas.model.RawBatch` (never one element per message).
+    The tracker accepts only checkpoints (``defer_remainder``), never a split of a partition's
+    range into parallel pieces, so a partition's batches reach the sinks in offset order.
+
+Commit order
+    Offsets are committed to the consumer group by bundle finalization: the callback runs only
+    after the runner has finished the bundle. The pipeline keeps read, decode, transforms and
+    every sink in one fused stage (:mod:`cdcflow.pipelines.beam_runner`), so a finished bundle
+    means every sink has written its batches. Each ``process`` call reads for at most
+    ``bundle_seconds`` (or until the partition is idle) and then checkpoints, which ends the
+    bundle and lets the commit happen.
+
+Stopping
+    :func:`request_stop` (called by the runner's SIGINT/SIGTERM handler) makes every reader
+    finish the batch in hand and close its restriction, so the pipeline drains and ends
+    normally (bundles are finalized, offsets committed). This works for runners that execute
+    the DoFns in the driver process (DirectRunner, PortableRunner with LOOPBACK); on a remote
+    runner, drain the job with the runner's own tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+
+from cdcflow.beam.transforms import NAMESPACE
+from cdcflow.io.kafka import KafkaSettings, PartitionPoller
+from cdcflow.schemas.model import RawBatch
+
+log = logging.getLogger(__name__)
+
+#: The restriction end of a streaming read.
+UNBOUNDED = sys.maxsize
+
+PartitionSpec = tuple[str, int, int, int]
+
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask every Kafka reader in this process to finish its batch and end its range."""
+    _STOP.set()
+
+
+def reset_stop() -> None:
+    """Clear a previous stop request (before starting a new pipeline in this process)."""
+    _STOP.clear()
+
+
+def stop_requested() -> bool:
+    """True once :func:`request_stop` was called."""
+    return _STOP.is_set()
+
+
+class _CheckpointOnlyTracker(OffsetRestrictionTracker):  # type: ignore[misc]
+    """An offset tracker that allows checkpoints but refuses to split a range in parallel."""
+
+    def try_split(self, fraction_of_remainder: float) -> Any:
+        if fraction_of_remainder != 0:
+            return None
+        return super().try_split(0)
+
+
+class _PartitionRanges(RestrictionProvider):  # type: ignore[misc]
+    """Restrictions for partition specs: one whole offset range each, never split up front."""
+
+    def initial_restriction(self, element: PartitionSpec) -> OffsetRange:
+        _, _, start, stop = element
+        return OffsetRange(start, max(start, stop))
+
+    def create_tracker(self, restriction: OffsetRange) -> _CheckpointOnlyTracker:
+        return _CheckpointOnlyTracker(restriction)
+
+    def split(self, element: PartitionSpec, restriction: OffsetRange) -> Iterator[OffsetRange]:
+        yield restriction
+
+    def restriction_size(self, element: PartitionSpec, restriction: OffsetRange) -> int:
+        if restriction.stop == UNBOUNDED:
+            return 1 << 20
+        return max(0, restriction.stop - restriction.start)
+
+
+_TRACKER = beam.DoFn.RestrictionParam(_PartitionRanges())
+
+
+class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
+    """Reads one partition's offset range, one ``RawBatch`` per poll; commits on finalization."""
+
+    def __init__(self, settings: KafkaSettings, bundle_seconds: float) -> None:
+        self.settings = settings
+        self.bundle_seconds = bundle_seconds
+        self.records = Metrics.counter(NAMESPACE, "records_read")
+        self._pollers: dict[tuple[str, int], PartitionPoller] = {}
+
+    def setup(self) -> None:
+        self._pollers = {}
+
+    def _poller(self, topic: str, partition: int) -> PartitionPoller:
+        poller = self._pollers.get((topic, partition))
+        if poller is None:
+            poller = PartitionPoller(self.settings, topic, partition)
+            self._pollers[(topic, partition)] = poller
+        return poller
+
+    def process(
+        self,
+        element: PartitionSpec,
+        finalizer: Any = beam.DoFn.BundleFinalizerParam,
+        tracker: Any = _TRACKER,
+    ) -> Iterator[RawBatch]:
+        # Beam fills special parameters placed after the restriction tracker positionally,
+        # so the finalizer must come before the tracker.
+        topic, partition, _, _ = element
+        restriction = tracker.current_restriction()
+        start, stop = restriction.start, restriction.stop
+        if start >= stop:
+            return
+        poller = self._poller(topic, partition)
+        poller.open(start)
+        committed: list[int] = []
+
+        def commit() -> None:
+            if committed:
+                poller.commit(committed[-1] + 1)
+
+        finalizer.register(commit)
+        claimed = start - 1
+        deadline = time.monotonic() + self.bundle_seconds
+        while True:
+            if stop_requested():
+                if claimed < stop - 1:
+                    tracker.try_claim(stop - 1)  # close the range: the run is ending
+                return
+            result = poller.poll()
+            records = result.records
+            if records and records[-1].position.offset >= stop:
+                records = [r for r in records if r.position.offset < stop]
+            if records:
+                last = records[-1].position.offset
+                if not tracker.try_claim(last):
+                    poller.close()  # the runner checkpointed: refetch from the claimed end
+                    return
+                claimed = last
+                committed.append(last)
+                self.records.inc(len(records))
+                yield RawBatch(topic, partition, records, last)
+            if result.next_offset >= stop:
+                if claimed < stop - 1:
+                    tracker.try_claim(stop - 1)  # offsets up to the end are gaps (markers)
+                return
+            idle = result.at_end and not records
+            if time.monotonic() >= deadline or (idle and stop == UNBOUNDED):
+                tracker.defer_remainder()
+                return
+
+    def teardown(self) -> None:
+        for poller in self._pollers.values():
+            try:
+                poller.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not mask the run's outcome
+                log.warning("closing a Kafka consumer failed: %s", exc)
+        self._pollers = {}
+
+
+class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
+    """Read Kafka partitions as ``RawBatch`` elements.
+
+    ``specs`` lists ``(topic, partition, start, stop)`` per partition: ``start`` is the first
+    offset to read, ``stop`` the end (exclusive) or :data:`UNBOUNDED` to stream.
+    ``bundle_seconds`` bounds how long one bundle reads a partition (the commit interval).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        specs: Sequence[PartitionSpec],
+        bundle_seconds: float = 2.0,
+    ) -> None:
+        super().__init__()
+        if bundle_seconds <= 0:
+            raise ValueError(f"bundle_seconds must be positive (got {bundle_seconds!r})")
+        for spec in specs:
+            if len(spec) != 4 or spec[2] < 0 or spec[3] < 0:
+                raise ValueError(
+                    f"a partition spec is (topic, partition, start, stop) (got {spec!r})"
+                )
+        self.settings = settings
+        self.specs = [tuple(s) for s in specs]
+        self.bundle_seconds = bundle_seconds
+
+    def expand(self, pbegin: Any) -> Any:
+        """Create one element per partition and read each with the splittable DoFn."""
+        read = _ReadKafkaPartitionFn(self.settings, self.bundle_seconds)
+        partitions = pbegin | "Partitions" >> beam.Create(self.specs)
+        return partitions | "ReadPartition" >> beam.ParDo(read)

@@ -1,0 +1,590 @@
+"""Kafka: the source for Debezium change topics (engine-neutral part).
+
+This module holds the configuration model and everything about talking to Kafka that does not
+depend on an engine: partition discovery, resolving where each partition starts, the end
+offsets for ``--until-caught-up``, a per-partition poller that turns messages into
+:class:`~cdcflow.schemas.model.RawBatch` values, and committing offsets to the consumer group.
+The Beam reader (a splittable DoFn) lives in :mod:`cdcflow.beam.kafka`.
+
+Where a partition starts (first match wins)
+    1. the lowest position committed by the pipeline's position-keeping sinks, plus one
+       (:func:`cdcflow.pipelines.plan.resume_offsets`);
+    2. the consumer group's committed offset;
+    3. ``start``: ``earliest``, ``latest``, an ISO-8601 timestamp (the first offset whose record
+       timestamp is at or after it), or ``committed`` (pure consumer-group behaviour: without a
+       committed offset, librdkafka's ``auto.offset.reset`` decides, ``latest`` unless set in
+       ``consumer_config``).
+
+Offsets and the group
+    cdcflow assigns partitions itself (no group membership, no rebalancing); the group only
+    stores offsets. The committed offset is the *next* offset to read (Kafka's convention), and
+    it is committed only after every sink wrote the records below it. Partitions are discovered
+    when the pipeline starts; partitions or topics created later are read after a restart.
+
+End offsets
+    For ``--until-caught-up`` each partition is read up to the end offset seen at start. Some
+    Kafka-protocol brokers (Tansu) under-report the end in ListOffsets while the data is
+    readable, so the end is the larger of ListOffsets and the high watermark returned by a
+    fetch at that offset (see :meth:`KafkaSource.end_offsets`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_extra
+from cdcflow.io.base import PartitionKey, Source
+from cdcflow.io.schema_registry import SchemaRegistryConfig
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.schemas.model import Position, RawBatch, RawRecord
+
+if TYPE_CHECKING:
+    from cdcflow.transforms.decode import DecodeStep
+
+log = logging.getLogger(__name__)
+
+#: Consumer settings cdcflow manages itself; ``consumer_config`` may not set them.
+MANAGED_KEYS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "enable.partition.eof",
+    }
+)
+_SECRET_MARKERS = ("password", "secret", "passphrase", "ssl.key.pem", "oauthbearer.config")
+
+ConfigValue = str | int | float | bool
+TopicPartitionKey = tuple[str, int]
+
+
+def is_secret_key(name: str) -> bool:
+    """True for librdkafka settings that hold secrets (passwords, private keys, tokens)."""
+    lowered = name.lower()
+    return any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def client_settings(config: Mapping[str, ConfigValue | SecretStr]) -> dict[str, ConfigValue]:
+    """Unwrap :class:`SecretStr` values for handing to librdkafka (never log the result)."""
+    return {
+        key: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for key, value in config.items()
+    }
+
+
+def redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a client config safe to log or show in errors."""
+    return {k: ("**********" if is_secret_key(k) else v) for k, v in config.items()}
+
+
+def parse_start(value: str) -> str | int:
+    """``earliest``/``latest``/``committed``, or an ISO-8601 timestamp as epoch milliseconds.
+
+    A timestamp must carry a zone (``Z`` or an offset): a naive time is ambiguous.
+    """
+    if value in ("earliest", "latest", "committed"):
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be earliest, latest, committed or an ISO-8601 timestamp with a zone "
+            f"such as 2026-01-01T00:00:00Z (got {value!r})"
+        ) from None
+    if moment.tzinfo is None:
+        raise ValueError(
+            f"the timestamp {value!r} has no zone: add Z or an offset such as +02:00"
+        )
+    return int(moment.timestamp() * 1000)
+
+
+def _kafka() -> Any:
+    try:
+        import confluent_kafka
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise missing_extra("confluent-kafka", "kafka") from exc
+    return confluent_kafka
+
+
+class KafkaError(TransientError):
+    """Kafka could not be reached or answered with an error (retrying may help)."""
+
+
+class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a worker needs to read (picklable; secrets stay wrapped)."""
+
+    bootstrap_servers: str
+    group_id: str
+    topics: tuple[str, ...] = ()
+    topic_pattern: str | None = None
+    start: str | int = "earliest"
+    client_config: dict[str, Any] = {}
+    max_batch_size: int = 10_000
+    poll_timeout_s: float = 0.5
+    commit_offsets: bool = True
+    metadata_timeout_s: float = 15.0
+
+    def consumer_config(self, **extra: ConfigValue) -> dict[str, ConfigValue]:
+        """The librdkafka consumer settings (secrets unwrapped: hand to the client only)."""
+        base: dict[str, ConfigValue] = {
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 100,
+            "queued.min.messages": 100_000,
+            "session.timeout.ms": 6000,
+        }
+        base.update(client_settings(self.client_config))
+        base.update(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": self.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        )
+        base.update(extra)
+        return base
+
+
+def new_consumer(settings: KafkaSettings, **extra: ConfigValue) -> Any:
+    """Create a confluent-kafka ``Consumer`` (not subscribed; partitions are assigned)."""
+    kafka = _kafka()
+    try:
+        return kafka.Consumer(settings.consumer_config(**extra))
+    except kafka.KafkaException as exc:
+        raise ConfigError(f"source: invalid Kafka consumer settings: {exc}") from None
+
+
+class PollResult(msgspec.Struct):
+    """What one poll of one partition returned.
+
+    ``records`` are in offset order; ``next_offset`` is the offset after the last record (or
+    the end offset the broker reported at end of partition); ``at_end`` is true when the
+    consumer reached the partition's current end.
+    """
+
+    records: list[RawRecord]
+    next_offset: int
+    at_end: bool
+
+
+class PartitionPoller:
+    """Reads one partition with its own consumer, a batch per poll.
+
+    The consumer is created on the worker (:meth:`open`), never pickled. ``poll`` returns at
+    most ``max_batch_size`` records; records below the requested position (stale prefetch
+    after a seek) are dropped.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, partition: int) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.partition = partition
+        self._consumer: Any = None
+        self._next: int | None = None
+
+    def open(self, offset: int) -> None:
+        """Create the consumer (if needed) and position it at ``offset``."""
+        kafka = _kafka()
+        if self._consumer is None:
+            self._consumer = new_consumer(self.settings, **{"enable.partition.eof": True})
+        if self._next != offset:
+            self._consumer.assign([kafka.TopicPartition(self.topic, self.partition, offset)])
+            self._next = offset
+
+    @property
+    def position(self) -> int | None:
+        """The next offset this poller will return."""
+        return self._next
+
+    def poll(self, max_records: int | None = None, timeout: float | None = None) -> PollResult:
+        """Poll once; raises :class:`KafkaError` for a broker error on this partition."""
+        if self._consumer is None or self._next is None:
+            raise RuntimeError("PartitionPoller.open() must be called before poll()")
+        kafka = _kafka()
+        eof_code = kafka.KafkaError._PARTITION_EOF
+        messages = self._consumer.consume(
+            max_records or self.settings.max_batch_size,
+            self.settings.poll_timeout_s if timeout is None else timeout,
+        )
+        topic = self.topic
+        part = self.partition
+        expected = self._next
+        records: list[RawRecord] = []
+        append = records.append
+        at_end = False
+        next_offset = expected
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == eof_code:
+                    at_end = True
+                    end = message.offset()
+                    if end is not None and end > next_offset:
+                        next_offset = end
+                    continue
+                if error.retriable() or not error.fatal():
+                    log.warning("Kafka %s[%d]: %s", topic, part, error)
+                    continue
+                raise KafkaError(f"Kafka {topic}[{part}]: {error}")
+            offset = message.offset()
+            if offset < expected:
+                continue
+            at_end = False
+            headers = message.headers()
+            append(
+                RawRecord(
+                    message.key(),
+                    message.value(),
+                    Position(topic, part, offset),
+                    message.timestamp()[1],
+                    tuple(headers) if headers else (),
+                )
+            )
+            next_offset = offset + 1
+        self._next = next_offset
+        return PollResult(records=records, next_offset=next_offset, at_end=at_end)
+
+    def commit(self, next_offset: int) -> bool:
+        """Commit ``next_offset`` (the next offset to read) to the group; False on failure."""
+        if self._consumer is None or not self.settings.commit_offsets:
+            return False
+        kafka = _kafka()
+        try:
+            self._consumer.commit(
+                offsets=[kafka.TopicPartition(self.topic, self.partition, next_offset)],
+                asynchronous=False,
+            )
+        except kafka.KafkaException as exc:
+            log.warning(
+                "could not commit offset %d for %s[%d] to group %r: %s (the sinks' own "
+                "positions still prevent duplicates; the next commit catches up)",
+                next_offset, self.topic, self.partition, self.settings.group_id, exc,
+            )
+            return False
+        return True
+
+    def close(self) -> None:
+        """Close the consumer."""
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            finally:
+                self._consumer = None
+                self._next = None
+
+
+class KafkaSource(Source):
+    """Debezium change topics on Kafka (see the module docstring for the start rules)."""
+
+    stream_is_topic = True
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self._partitions: list[tuple[str, int]] | None = None
+
+    # -- discovery ------------------------------------------------------------------------
+
+    def partitions(self) -> list[tuple[str, int | str]]:
+        """The ``(topic, partition)`` pairs to read, discovered once and then cached."""
+        if self._partitions is None:
+            self._partitions = self._discover()
+        return list(self._partitions)
+
+    def _discover(self) -> list[tuple[str, int]]:
+        kafka = _kafka()
+        consumer = new_consumer(self.settings)
+        try:
+            try:
+                metadata = consumer.list_topics(timeout=self.settings.metadata_timeout_s)
+            except kafka.KafkaException as exc:
+                raise KafkaError(
+                    f"cannot list topics on {self.settings.bootstrap_servers}: {exc}"
+                ) from None
+        finally:
+            consumer.close()
+        available = {
+            name: sorted(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None and topic.partitions
+        }
+        if self.settings.topic_pattern is not None:
+            pattern = re.compile(self.settings.topic_pattern)
+            names = sorted(n for n in available if pattern.fullmatch(n) and not n.startswith("__"))
+            if not names:
+                raise ConfigError(
+                    f"source.topic_pattern: no topic on {self.settings.bootstrap_servers} "
+                    f"matches {self.settings.topic_pattern!r}"
+                )
+        else:
+            missing = [t for t in self.settings.topics if t not in available]
+            if missing:
+                raise ConfigError(
+                    f"source.topics: topic(s) {missing} do not exist on "
+                    f"{self.settings.bootstrap_servers}"
+                )
+            names = list(self.settings.topics)
+        return [(name, p) for name in names for p in available[name]]
+
+    # -- where to start and end -----------------------------------------------------------
+
+    def start_offsets(
+        self, resume: Mapping[PartitionKey, int] | None = None
+    ) -> dict[TopicPartitionKey, int]:
+        """The first offset to read per partition (see the module docstring).
+
+        ``resume`` holds the sinks' resume offsets (``(topic, "partition") -> offset``).
+        """
+        kafka = _kafka()
+        resume = resume or {}
+        parts = [(str(t), int(p)) for t, p in self.partitions()]
+        result: dict[TopicPartitionKey, int] = {}
+        pending = []
+        for topic, part in parts:
+            sink_offset = resume.get((topic, str(part)))
+            if sink_offset is not None:
+                result[(topic, part)] = sink_offset
+            else:
+                pending.append((topic, part))
+        if not pending:
+            return result
+        consumer = new_consumer(self.settings)
+        try:
+            timeout = self.settings.metadata_timeout_s
+            committed = consumer.committed(
+                [kafka.TopicPartition(t, p) for t, p in pending], timeout=timeout
+            )
+            unknown = []
+            for tp in committed:
+                if tp.error is None and tp.offset is not None and tp.offset >= 0:
+                    result[(tp.topic, tp.partition)] = tp.offset
+                else:
+                    unknown.append((tp.topic, tp.partition))
+            start = self.settings.start
+            if start == "committed":
+                reset = str(self.settings.consumer_config().get("auto.offset.reset", "latest"))
+                start = "earliest" if reset in ("earliest", "smallest", "beginning") else "latest"
+            if isinstance(start, int):
+                found = consumer.offsets_for_times(
+                    [kafka.TopicPartition(t, p, start) for t, p in unknown], timeout=timeout
+                )
+                for tp in found:
+                    if tp.offset is not None and tp.offset >= 0:
+                        result[(tp.topic, tp.partition)] = tp.offset
+                    else:  # no record at or after the timestamp: start at the end
+                        low, high = consumer.get_watermark_offsets(
+                            kafka.TopicPartition(tp.topic, tp.partition), timeout=timeout
+                        )
+                        result[(tp.topic, tp.partition)] = high
+            else:
+                for topic, part in unknown:
+                    low, high = consumer.get_watermark_offsets(
+                        kafka.TopicPartition(topic, part), timeout=timeout
+                    )
+                    result[(topic, part)] = low if start == "earliest" else high
+        except kafka.KafkaException as exc:
+            raise KafkaError(
+                f"cannot read offsets for group {self.settings.group_id!r}: {exc}"
+            ) from None
+        finally:
+            consumer.close()
+        return result
+
+    def end_offsets(self, timeout: float | None = None) -> dict[TopicPartitionKey, int]:
+        """The end offset (one past the last record) of every partition, seen now.
+
+        The larger of ListOffsets' high watermark and the high watermark a fetch at that
+        offset returns (brokers such as Tansu under-report the first while data is readable).
+        """
+        kafka = _kafka()
+        eof_code = kafka.KafkaError._PARTITION_EOF
+        timeout = self.settings.metadata_timeout_s if timeout is None else timeout
+        parts = [(str(t), int(p)) for t, p in self.partitions()]
+        consumer = new_consumer(self.settings, **{"enable.partition.eof": True})
+        try:
+            ends: dict[TopicPartitionKey, int] = {}
+            for topic, part in parts:
+                low, high = consumer.get_watermark_offsets(
+                    kafka.TopicPartition(topic, part), timeout=timeout
+                )
+                ends[(topic, part)] = max(low, high)
+            consumer.assign([kafka.TopicPartition(t, p, ends[(t, p)]) for t, p in parts])
+            waiting = set(parts)
+            deadline = time.monotonic() + timeout
+            while waiting and time.monotonic() < deadline:
+                for message in consumer.consume(10_000, 0.2):
+                    key = (message.topic(), message.partition())
+                    error = message.error()
+                    if error is not None and error.code() != eof_code:
+                        continue
+                    offset = message.offset()
+                    if offset is not None:
+                        ends[key] = max(ends[key], offset + (0 if error is not None else 1))
+                    if error is not None:
+                        waiting.discard(key)
+            for topic, part in parts:
+                _, cached = consumer.get_watermark_offsets(
+                    kafka.TopicPartition(topic, part), cached=True
+                )
+                if cached is not None and cached > ends[(topic, part)]:
+                    ends[(topic, part)] = cached
+            if waiting:
+                log.warning(
+                    "end offsets of %s not confirmed by a fetch within %.0fs; using ListOffsets",
+                    sorted(waiting), timeout,
+                )
+            return ends
+        except kafka.KafkaException as exc:
+            raise KafkaError(f"cannot read end offsets: {exc}") from None
+        finally:
+            consumer.close()
+
+    # -- engine-neutral bounded read --------------------------------------------------------
+
+    def read(
+        self, stream: str, partition: int | str, start_offset: int | None
+    ) -> Iterator[RawBatch]:
+        """Yield batches of one partition from ``start_offset`` to the end seen now.
+
+        Without ``start_offset`` the partition starts where :meth:`start_offsets` says. This
+        bounded read serves engine-neutral use and tests; the Beam reader is
+        :class:`cdcflow.beam.kafka.ReadFromKafka`.
+        """
+        part = int(partition)
+        if start_offset is None:
+            start_offset = self.start_offsets().get((stream, part), 0)
+        end = self.end_offsets().get((stream, part), 0)
+        poller = PartitionPoller(self.settings, stream, part)
+        try:
+            poller.open(start_offset)
+            position = start_offset
+            while position < end:
+                result = poller.poll()
+                records = [r for r in result.records if r.position.offset < end]
+                if records:
+                    yield RawBatch(stream, part, records, records[-1].position.offset)
+                position = result.next_offset
+        finally:
+            poller.close()
+
+    def check(self) -> list[str]:
+        """The brokers answer and the topics exist."""
+        try:
+            self._partitions = None
+            self.partitions()
+        except CdcflowError as exc:
+            return [str(exc)]
+        return []
+
+
+def kafka_settings_for(source: KafkaSource) -> KafkaSettings:
+    """The settings of a built source (for engine adapters)."""
+    return source.settings
+
+
+class KafkaSourceConfig(ComponentConfig):
+    """``type: kafka`` — Debezium change topics (see docs/kafka.md for every option)."""
+
+    type: Literal["kafka"]
+    bootstrap_servers: str = Field(min_length=1)
+    topics: list[str] = []
+    topic_pattern: str | None = Field(default=None, min_length=1)
+    group_id: str | None = Field(default=None, min_length=1)
+    start: str = "earliest"
+    format: Literal["debezium-json", "debezium-avro"] = "debezium-json"
+    schema_registry: SchemaRegistryConfig | None = None
+    consumer_config: dict[str, ConfigValue | SecretStr] = Field(default={}, repr=False)
+    max_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    poll_timeout_ms: int = Field(default=500, ge=10, le=60_000)
+    commit_offsets: bool = True
+    key_columns: dict[str, list[str]] = {}
+    tombstones: Literal["marker", "delete"] = "marker"
+
+    @field_validator("start")
+    @classmethod
+    def _check_start(cls, value: str) -> str:
+        parse_start(value)
+        return value
+
+    @field_validator("topic_pattern")
+    @classmethod
+    def _check_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("consumer_config", mode="before")
+    @classmethod
+    def _wrap_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        managed = sorted(k for k in value if k in MANAGED_KEYS)
+        if managed:
+            raise ValueError(
+                f"{managed} are managed by cdcflow: use bootstrap_servers / group_id, "
+                "offsets are committed after the sinks write"
+            )
+        return {
+            k: SecretStr(str(v)) if is_secret_key(str(k)) and not isinstance(v, SecretStr) else v
+            for k, v in value.items()
+        }
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> KafkaSourceConfig:
+        if bool(self.topics) == (self.topic_pattern is not None):
+            raise ValueError("give exactly one of 'topics' (a list) or 'topic_pattern' (a regex)")
+        if self.format == "debezium-avro" and self.schema_registry is None:
+            raise ValueError("format debezium-avro needs a 'schema_registry' section (url, ...)")
+        return self
+
+    def settings(self, context: BuildContext) -> KafkaSettings:
+        """The worker settings for this source."""
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id or f"cdcflow.{context.pipeline}",
+            topics=tuple(self.topics),
+            topic_pattern=self.topic_pattern,
+            start=parse_start(self.start),
+            client_config=dict(self.consumer_config),
+            max_batch_size=self.max_batch_size,
+            poll_timeout_s=self.poll_timeout_ms / 1000,
+            commit_offsets=self.commit_offsets,
+        )
+
+    def build(self, context: BuildContext) -> KafkaSource:
+        """Build the source (nothing connects until partitions are listed)."""
+        return KafkaSource(self.settings(context))
+
+    def decode_step(self) -> DecodeStep:
+        """The decode step for this source's records."""
+        from cdcflow.transforms.decode import DecodeStep
+
+        return DecodeStep(
+            format=self.format,
+            key_columns=self.key_columns,
+            tombstones=self.tombstones,
+            stream_is_topic=True,
+            schema_registry=self.schema_registry,
+        )
+
+
+def describe_partitions(parts: Sequence[tuple[str, int | str]]) -> str:
+    """A short human-readable summary of partitions (``orders[0-2], customers[0]``)."""
+    by_topic: dict[str, list[int]] = {}
+    for topic, part in parts:
+        by_topic.setdefault(str(topic), []).append(int(part))
+    return ", ".join(
+        f"{topic}[{min(ps)}-{max(ps)}]" if len(ps) > 1 else f"{topic}[{ps[0]}]"
+        for topic, ps in sorted(by_topic.items())
+    )
