@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cdcflow.errors import ConfigError
+from cdcflow.flink.options import EngineConfig
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.pipelines.registry import Kind, model_for
 
@@ -33,8 +34,8 @@ _PIPELINE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 class PipelineConfig(BaseModel):
     """A validated pipeline file (ARCHITECTURE §6).
 
-    Top-level keys: ``pipeline``, ``source``/``sources``, ``transforms``, ``sinks`` and
-    ``dead_letter``.
+    Top-level keys: ``pipeline``, ``source``/``sources``, ``transforms``, ``sinks``,
+    ``dead_letter`` and ``engine`` (engine options, e.g. ``engine.flink``; see docs/flink.md).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -45,6 +46,7 @@ class PipelineConfig(BaseModel):
     transforms: list[ComponentConfig] = []
     sinks: list[ComponentConfig]
     dead_letter: ComponentConfig | None = None
+    engine: EngineConfig | None = None
     path: Path
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
@@ -90,6 +92,7 @@ class _Top(BaseModel):
     transforms: list[dict[str, Any]] = []
     sinks: list[dict[str, Any]] = Field(min_length=1)
     dead_letter: dict[str, Any] | None = None
+    engine: dict[str, Any] | None = None
 
 
 class _Problems:
@@ -366,6 +369,12 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
         if top.dead_letter is not None
         else None
     )
+    engine: EngineConfig | None = None
+    if top.engine is not None:
+        try:
+            engine = EngineConfig.model_validate(top.engine)
+        except ValidationError as exc:
+            problems.add_validation(("engine",), exc, EngineConfig)
     problems.raise_if_any()
     try:
         config = PipelineConfig(
@@ -375,6 +384,7 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
             transforms=[t for t in transforms if t is not None],
             sinks=[s for s in sinks if s is not None],
             dead_letter=dead_letter,
+            engine=engine,
             path=path,
         )
     except ValidationError as exc:

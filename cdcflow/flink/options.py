@@ -1,0 +1,165 @@
+"""The ``engine.flink`` section of a pipeline file and where the connector jars come from.
+
+```yaml
+engine:
+  flink:
+    jars:
+      - /opt/flink/usrlib/flink-connector-kafka-4.0.1-2.0.jar
+      - /opt/flink/usrlib/kafka-clients-3.9.1.jar
+    checkpoint_interval_ms: 10000
+    parallelism: 2
+```
+
+Jar locations are configuration, never built in: ``jars`` here, else the ``CDCFLOW_FLINK_JARS``
+environment variable (paths or ``file://`` URLs separated by ``:`` or ``,``), else the CLI's
+``--jar`` option (which takes precedence over both).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cdcflow.errors import ConfigError
+
+JARS_ENV = "CDCFLOW_FLINK_JARS"
+MASTER_ENV = "CDCFLOW_FLINK_MASTER"
+
+#: The Maven artifacts the Kafka source needs (documented; the files are configuration).
+REQUIRED_ARTIFACTS = (
+    "org.apache.flink:flink-connector-kafka:4.0.1-2.0",
+    "org.apache.kafka:kafka-clients:3.9.1",
+)
+_JAR_HINTS = {
+    "flink-connector-kafka": "org.apache.flink:flink-connector-kafka:4.0.1-2.0",
+    "kafka-clients": "org.apache.kafka:kafka-clients:3.9.1",
+}
+
+
+class FlinkOptions(BaseModel):
+    """Options of the Flink engine (every one has a default; see docs/flink.md).
+
+    ``checkpoint_interval_ms``: how often Flink checkpoints (source offsets and the batching
+    windows); a restore replays at most this much, and the sinks skip what they already hold.
+    ``batch_interval_ms``: how long records of one partition are collected into one batch
+    before the Python operators see them. ``parallelism``: of every operator (the batches of
+    one partition always go to one writer subtask, in offset order). ``restart_attempts`` and
+    ``restart_delay_ms``: the fixed-delay restart strategy after a failure. ``kafka_properties``:
+    extra Java Kafka client properties (``properties.*`` of Flink's Kafka connector), on top of
+    the source's ``consumer_config``. ``python_executable``: the Python the TaskManagers run
+    (default: the one submitting, which is right for a local run and for a cluster sharing the
+    machine; on Kubernetes point it into the ``python.archives`` environment). ``config``: any
+    further Flink configuration (``key: value`` strings), applied last.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    jars: list[str] = []
+    checkpoint_interval_ms: int = Field(default=10_000, ge=100, le=86_400_000)
+    checkpoint_mode: Literal["exactly_once", "at_least_once"] = "exactly_once"
+    batch_interval_ms: int = Field(default=200, ge=10, le=60_000)
+    parallelism: int = Field(default=1, ge=1, le=1024)
+    restart_attempts: int = Field(default=10, ge=0, le=1_000_000)
+    restart_delay_ms: int = Field(default=2_000, ge=0, le=3_600_000)
+    kafka_properties: dict[str, str] = {}
+    python_executable: str | None = Field(default=None, min_length=1)
+    python_archives: str | None = Field(default=None, min_length=1)
+    job_name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: dict[str, str] = {}
+
+    @field_validator("jars")
+    @classmethod
+    def _jars_not_empty(cls, jars: list[str]) -> list[str]:
+        if any(not j.strip() for j in jars):
+            raise ValueError("jar paths must not be empty")
+        return jars
+
+    @field_validator("config", "kafka_properties", mode="before")
+    @classmethod
+    def _stringify(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {
+                str(k): (str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in value.items()
+            }
+        return value
+
+
+class EngineConfig(BaseModel):
+    """The optional top-level ``engine`` section; only ``flink`` is defined today."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flink: FlinkOptions = FlinkOptions()
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in re.split(r"[,:](?!//)", value) if part.strip()]
+
+
+def jar_url(path: str, base_dir: Path | None = None) -> str:
+    """A ``file://`` URL for a jar path (URLs other than ``file:`` are kept as they are)."""
+    if re.match(r"^[a-z][a-z0-9+.-]*://", path):
+        return path
+    candidate = Path(path).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    return candidate.resolve().as_uri()
+
+
+def resolve_jars(
+    options: FlinkOptions,
+    cli_jars: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> list[str]:
+    """The connector jar URLs to ship with the job; ConfigError when they are missing.
+
+    Precedence: ``--jar`` options, then ``engine.flink.jars``, then ``$CDCFLOW_FLINK_JARS``.
+    Relative paths in the pipeline file are relative to it. Every ``file:`` jar must exist, and
+    together they must include the Kafka connector and the Kafka client.
+    """
+    env = os.environ if env is None else env
+    if cli_jars:
+        raw, where = list(cli_jars), "--jar"
+    elif options.jars:
+        raw, where = list(options.jars), "engine.flink.jars"
+    elif env.get(JARS_ENV, "").strip():
+        raw, where = _split(env[JARS_ENV]), f"${JARS_ENV}"
+    else:
+        raise ConfigError(
+            "the Flink engine needs the Kafka connector jars: set engine.flink.jars in the "
+            f"pipeline file, ${JARS_ENV}, or pass --jar (Maven artifacts: "
+            f"{', '.join(REQUIRED_ARTIFACTS)}; see docs/flink.md)"
+        )
+    urls = [jar_url(p, base_dir if where == "engine.flink.jars" else None) for p in raw]
+    problems = []
+    for url in urls:
+        if url.startswith("file:"):
+            local = Path(url[len("file://") :])
+            if not local.is_file():
+                problems.append(f"{where}: jar {local} does not exist")
+    names = " ".join(Path(u).name for u in urls)
+    for stem, artifact in _JAR_HINTS.items():
+        if stem not in names:
+            problems.append(f"{where}: no {stem} jar given (Maven artifact {artifact})")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return urls
+
+
+def parse_master(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``http://HOST:PORT``) of a Flink REST endpoint."""
+    text = value.strip()
+    text = re.sub(r"^https?://", "", text).rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"--flink-master must be HOST:PORT of the JobManager's REST endpoint (got {value!r})"
+        )
+    return host, int(port)
