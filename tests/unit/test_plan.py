@@ -1,0 +1,211 @@
+"""Planning: building a pipeline's components and working out where each partition resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from cdcflow.errors import ConfigError
+from cdcflow.io.base import PartitionKey, Writer
+from cdcflow.io.files import DeadLetterFileWriter, FileSource
+from cdcflow.io.null import NullWriter
+from cdcflow.io.sqlite import SqliteWriter
+from cdcflow.pipelines import registry
+from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.pipelines.config import load_pipeline
+from cdcflow.pipelines.plan import plan_pipeline, resume_offsets
+from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId
+from cdcflow.transforms.decode import DecodeStep
+
+PIPELINE = """\
+pipeline: shop
+source:
+  type: file
+  path: data/*.jsonl
+  key_separator: "\\t"
+sinks:
+  - {name: mirror, type: sqlite, path: out/shop.sqlite}
+  - {name: devnull, type: "null"}
+"""
+
+
+class FailingTransformConfig(ComponentConfig):
+    """A transform whose build fails, keyed or not."""
+
+    type: Literal["failing"]
+    keyed: bool = False
+
+    def build(self, context: BuildContext) -> Any:
+        if self.keyed:
+            raise ComponentError("rules", "expected at least one rule")
+        raise ConfigError("cannot reach the policy server")
+
+
+def _project(tmp_path: Path, text: str = PIPELINE) -> Path:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "orders.jsonl").write_text("{}\n")
+    (tmp_path / "data" / "customers.jsonl").write_text("{}\n")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_plan_builds_every_component(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_project(tmp_path)))
+    assert isinstance(plan.source, FileSource)
+    assert plan.source.partitions() == [("customers.jsonl", 0), ("orders.jsonl", 0)]
+    assert plan.source.key_separator == b"\t"
+    assert isinstance(plan.decode, DecodeStep)
+    assert plan.steps == []
+    mirror, devnull = plan.writers
+    assert isinstance(mirror, SqliteWriter)
+    assert (mirror.name, mirror.pipeline, mirror.path) == (
+        "mirror",
+        "shop",
+        tmp_path / "out" / "shop.sqlite",
+    )
+    assert isinstance(devnull, NullWriter)
+    assert not (tmp_path / "out").exists(), "planning must not open sinks"
+
+
+def test_default_dead_letters_go_next_to_the_pipeline(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_project(tmp_path)))
+    assert isinstance(plan.dead_letters, DeadLetterFileWriter)
+    assert plan.dead_letters.path == tmp_path / "dead-letters" / "shop.jsonl"
+
+
+def test_configured_dead_letters(tmp_path: Path) -> None:
+    path = _project(tmp_path, PIPELINE + "dead_letter: {type: file, path: out/dlq.jsonl}\n")
+    plan = plan_pipeline(load_pipeline(path))
+    assert isinstance(plan.dead_letters, DeadLetterFileWriter)
+    assert plan.dead_letters.path == tmp_path / "out" / "dlq.jsonl"
+
+
+def test_a_sources_list_of_one_is_planned(tmp_path: Path) -> None:
+    text = PIPELINE.replace(
+        'source:\n  type: file\n  path: data/*.jsonl\n  key_separator: "\\t"\n',
+        "sources:\n  - type: file\n    path: data/orders.jsonl\n",
+    )
+    plan = plan_pipeline(load_pipeline(_project(tmp_path, text)))
+    assert plan.source.partitions() == [("orders.jsonl", 0)]
+
+
+def test_more_than_one_source_is_refused(tmp_path: Path) -> None:
+    text = PIPELINE.replace(
+        'source:\n  type: file\n  path: data/*.jsonl\n  key_separator: "\\t"\n',
+        "sources:\n  - {type: file, path: data/orders.jsonl}\n"
+        "  - {type: file, path: data/customers.jsonl}\n",
+    )
+    path = _project(tmp_path, text)
+    with pytest.raises(ConfigError, match="exactly one source \\(got 2\\)"):
+        plan_pipeline(load_pipeline(path))
+
+
+def test_build_errors_in_a_sources_list_are_located(tmp_path: Path) -> None:
+    text = PIPELINE.replace(
+        'source:\n  type: file\n  path: data/*.jsonl\n  key_separator: "\\t"\n',
+        "sources:\n  - type: file\n    path: data/none-*.jsonl\n",
+    )
+    path = _project(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        plan_pipeline(load_pipeline(path))
+    assert str(info.value).startswith(f"{path}:4: sources[0].path: no file matches")
+
+
+@pytest.mark.parametrize(
+    ("keyed", "expected"),
+    [
+        (True, ":7: transforms[0].rules: expected at least one rule"),
+        (False, ":7: transforms[0]: cannot reach the policy server"),
+    ],
+)
+def test_transform_build_errors_are_located(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed: bool, expected: str
+) -> None:
+    monkeypatch.setattr(registry, "_extra", {})
+    registry.register("transform", "failing", f"{__name__}:FailingTransformConfig")
+    text = PIPELINE.replace(
+        "sinks:", f"transforms:\n  - type: failing\n    keyed: {str(keyed).lower()}\nsinks:"
+    )
+    path = _project(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        plan_pipeline(load_pipeline(path))
+    assert str(info.value) == f"{path}{expected}"
+
+
+# -- resume offsets --------------------------------------------------------------------------
+
+
+class FakeWriter(Writer):
+    def __init__(self, positions: dict[PartitionKey, int], keeps: bool = True) -> None:
+        self.positions = positions
+        self.keeps_positions = keeps
+        self.calls: list[str] = []
+
+    def open(self) -> None:
+        self.calls.append("open")
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        self.calls.append("committed")
+        return dict(self.positions)
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+
+PARTS: list[tuple[str, int | str]] = [("orders", 0), ("orders", 1), ("customers", 0)]
+
+
+def test_resume_from_the_lowest_committed_position() -> None:
+    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
+    b = FakeWriter({("orders", "0"): 12, ("orders", "1"): 5, ("customers", "0"): 7})
+    assert resume_offsets([a, b], PARTS) == {
+        ("orders", "0"): 11,
+        ("orders", "1"): 4,
+        ("customers", "0"): 8,
+    }
+    assert a.calls == ["open", "committed", "close"]
+
+
+def test_partition_unknown_to_any_keeping_sink_starts_at_the_default() -> None:
+    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3})
+    b = FakeWriter({("orders", "0"): 12})
+    assert resume_offsets([a, b], PARTS) == {("orders", "0"): 11}
+
+
+def test_sinks_without_positions_are_ignored() -> None:
+    keeping = FakeWriter({("orders", "0"): 10})
+    other = FakeWriter({}, keeps=False)
+    assert resume_offsets([keeping, other], PARTS) == {("orders", "0"): 11}
+    assert other.calls == []
+    assert resume_offsets([other], PARTS) == {}
+
+
+def test_writer_is_closed_when_reading_positions_fails() -> None:
+    class Broken(FakeWriter):
+        def committed_positions(self) -> dict[PartitionKey, int]:
+            raise RuntimeError("db gone")
+
+    broken = Broken({})
+    with pytest.raises(RuntimeError, match="db gone"):
+        resume_offsets([broken], PARTS)
+    assert broken.calls == ["open", "close"]
+
+
+def test_resume_from_a_real_sqlite_sink(tmp_path: Path) -> None:
+    writer = SqliteWriter(name="mirror", path=tmp_path / "m.sqlite", pipeline="shop")
+    event = ChangeEvent(
+        op=Op.CREATE,
+        table=TableId(table="orders"),
+        position=Position("orders.jsonl", 0, 4),
+        key={"id": 1},
+        after={"id": 1},
+    )
+    writer.write(EventBatch(stream="orders.jsonl", partition=0, last_offset=6, events=[event]))
+    writer.close()
+    fresh = SqliteWriter(name="mirror", path=tmp_path / "m.sqlite", pipeline="shop")
+    assert resume_offsets([fresh], [("orders.jsonl", 0), ("customers.jsonl", 0)]) == {
+        ("orders.jsonl", "0"): 7
+    }
