@@ -211,7 +211,7 @@ class SqliteWriter(Writer):
         lines = [f"sink {self.name!r}: SQLite database {self.path}"]
         for name in names:
             (count,) = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()
-            lines.append(f"  {name}: {count} rows")
+            lines.append(f"  {name}: {count} row{'' if count == 1 else 's'}")
         return lines
 
     # -- writing ----------------------------------------------------------------------------

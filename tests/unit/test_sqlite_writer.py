@@ -673,9 +673,11 @@ def test_describe_lists_row_counts(writer: SqliteWriter, db: Path) -> None:
     writer.write(batch(ev("c", 0, after={"id": 1}), ev("c", 1, table=ARTICLES, after={"id": 1})))
     assert writer.describe() == [
         f"sink 'mirror': SQLite database {db}",
-        "  articles: 1 rows",
-        "  orders: 1 rows",
+        "  articles: 1 row",
+        "  orders: 1 row",
     ]
+    writer.write(batch(ev("c", 2, after={"id": 2})))
+    assert writer.describe()[2] == "  orders: 2 rows"
 
 
 def test_open_failure_is_a_sink_error(tmp_path: Path) -> None:
