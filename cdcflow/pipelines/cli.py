@@ -76,11 +76,30 @@ def main(log_format: str, log_level: str) -> None:
     metavar="KEY=VALUE",
     help="Extra Beam pipeline option, repeatable (e.g. --beam-option direct_num_workers=2).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["beam", "flink"]),
+    default="beam",
+    show_default=True,
+    help="beam: Apache Beam (--runner); flink: a local Flink mini cluster (cdcflow[flink]).",
+)
+@click.option("--jar", "jars", multiple=True, metavar="PATH", help="Flink connector jar.")
 def run(
-    pipeline_file: Path, until_caught_up: bool, runner: str, beam_options: tuple[str, ...]
+    pipeline_file: Path,
+    until_caught_up: bool,
+    runner: str,
+    beam_options: tuple[str, ...],
+    engine: str,
+    jars: tuple[str, ...],
 ) -> None:
-    """Run PIPELINE_FILE on Apache Beam and print a summary."""
+    """Run PIPELINE_FILE on Apache Beam (or --engine flink) and print a summary."""
     from cdcflow.pipelines.config import load_pipeline
+
+    if engine == "flink":
+        from cdcflow.pipelines.flink_cli import run_flink
+
+        run_flink(pipeline_file, until_caught_up, jars)
+        return
 
     try:
         config = load_pipeline(pipeline_file)
@@ -233,3 +252,12 @@ def decode(
     if failed:
         click.echo(f"{failed} line{'s' if failed > 1 else ''} could not be decoded", err=True)
         sys.exit(EXIT_RUNTIME)
+
+
+def _register_flink_commands() -> None:
+    from cdcflow.pipelines.flink_cli import register
+
+    register(main)
+
+
+_register_flink_commands()

@@ -1,0 +1,135 @@
+"""Build and start the PyFlink job for a :class:`~cdcflow.flink.plan.JobSpec` (imports PyFlink).
+
+See :mod:`cdcflow.flink.plan` for the job's shape and why it is built this way.
+"""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+from pathlib import Path
+from typing import Any
+
+from cdcflow.errors import missing_extra
+from cdcflow.flink.plan import JobSpec, batch_query_sql, partition_key, source_table_ddl
+from cdcflow.flink.processor import BatchProcessor, raw_batch
+
+try:
+    from pyflink.common import Configuration, Types
+    from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+    from pyflink.datastream.functions import MapFunction, RuntimeContext
+    from pyflink.table import StreamTableEnvironment
+except ImportError as exc:  # pragma: no cover - only without the extra
+    raise missing_extra("apache-flink", "flink") from exc
+
+PROCESS_UID = "cdcflow-process"
+
+
+def _python_path() -> str:
+    """Where the TaskManager's embedded Python finds cdcflow and its dependencies.
+
+    The driver's site-packages plus the directory holding the ``cdcflow`` package (editable
+    installs are found through a ``.pth`` file, which ``PYTHONPATH`` entries do not process).
+    """
+    entries = [*site.getsitepackages(), str(Path(__file__).resolve().parents[2])]
+    seen: list[str] = []
+    for entry in entries:
+        if entry not in seen and os.path.isdir(entry):
+            seen.append(entry)
+    return os.pathsep.join(seen)
+
+
+def flink_configuration(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:
+    """The Flink configuration of the job; with ``master`` it targets that remote cluster."""
+    options = spec.options
+    conf = Configuration()
+    conf.set_string("python.execution-mode", "thread")
+    conf.set_string("python.executable", options.python_executable or sys.executable)
+    if options.python_archives:
+        conf.set_string("python.archives", options.python_archives)
+    else:
+        conf.set_string("python.pythonpath", _python_path())
+    conf.set_string("pipeline.name", spec.job_name)
+    conf.set_string("restart-strategy.type", "fixed-delay")
+    conf.set_string("restart-strategy.fixed-delay.attempts", str(options.restart_attempts))
+    conf.set_string("restart-strategy.fixed-delay.delay", f"{options.restart_delay_ms} ms")
+    if master is not None:
+        conf.set_string("execution.target", "remote")
+        conf.set_string("rest.address", master[0])
+        conf.set_string("rest.port", str(master[1]))
+    for key, value in options.config.items():
+        conf.set_string(key, value)
+    return conf
+
+
+class ProcessBatches(MapFunction):  # type: ignore[misc]
+    """The Python operator: turns window rows into raw batches and runs the processor."""
+
+    def __init__(self, processor: BatchProcessor) -> None:
+        self.processor = processor
+        self._records: Any = None
+        self._dead: Any = None
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        """Connect the writers and register the operator's metrics."""
+        self.processor.open()
+        group = runtime_context.get_metrics_group().add_group("cdcflow")
+        self._records = group.counter("records_processed")
+        self._dead = group.counter("dead_letters")
+
+    def map(self, row: Any) -> int:
+        """Process one window row (topic, partition, records); returns its last offset."""
+        topic, partition, records = row[0], int(row[1]), row[2]
+        raw = raw_batch(topic, partition, records)
+        dead_before = self.processor.counters.dead_letters
+        self.processor.process(raw)
+        self._records.inc(len(raw.records))
+        self._dead.inc(self.processor.counters.dead_letters - dead_before)
+        return raw.last_offset
+
+    def close(self) -> None:
+        """Close the writers."""
+        self.processor.close()
+
+
+def build(env: Any, spec: JobSpec) -> None:
+    """Add the job's source tables, batching query and Python operator to ``env``."""
+    options = spec.options
+    env.set_parallelism(options.parallelism)
+    mode = (
+        CheckpointingMode.EXACTLY_ONCE
+        if options.checkpoint_mode == "exactly_once"
+        else CheckpointingMode.AT_LEAST_ONCE
+    )
+    env.enable_checkpointing(options.checkpoint_interval_ms, mode)
+    env.add_jars(*spec.jars)
+    t_env = StreamTableEnvironment.create(env)
+    tables = []
+    for index, topic in enumerate(spec.topics):
+        name = f"cdcflow_source_{index}"
+        t_env.execute_sql(source_table_ddl(name, topic, spec))
+        tables.append(name)
+    batches = t_env.to_data_stream(
+        t_env.sql_query(batch_query_sql(tables, options.batch_interval_ms))
+    )
+    plan = spec.plan
+    processor = BatchProcessor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
+    (
+        batches.key_by(lambda row: partition_key(row[0], row[1]), key_type=Types.STRING())
+        .map(ProcessBatches(processor), output_type=Types.LONG())
+        .name(f"cdcflow:{spec.pipeline}")
+        .uid(PROCESS_UID)
+    )
+
+
+def environment(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:
+    """A StreamExecutionEnvironment for ``spec`` (local mini cluster, or ``master``)."""
+    return StreamExecutionEnvironment.get_execution_environment(flink_configuration(spec, master))
+
+
+def start(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:
+    """Build the job and start it without waiting; returns Flink's JobClient."""
+    env = environment(spec, master)
+    build(env, spec)
+    return env.execute_async(spec.job_name)

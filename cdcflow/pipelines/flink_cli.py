@@ -1,0 +1,300 @@
+"""The Flink commands of the ``cdcflow`` CLI: ``run --engine flink``, submit, jobs, status, cancel.
+
+``run --engine flink`` and ``submit`` need PyFlink (``pip install cdcflow[flink]``); ``jobs``,
+``status`` and ``cancel`` only talk to the JobManager's REST endpoint. ``submit`` validates the
+pipeline completely (configuration, jars, reachability of Kafka and every sink, start offsets)
+and checks the cluster answers before it sends anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cdcflow.errors import CdcflowError, ConfigError
+from cdcflow.flink.options import MASTER_ENV, parse_master
+
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("cdcflow.cli.flink")
+
+JAR_OPTION_HELP = (
+    "Connector jar (path or URL), repeatable; overrides engine.flink.jars and "
+    "$CDCFLOW_FLINK_JARS."
+)
+
+
+def _fail(error: BaseException, code: int) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(code)
+
+
+def _prepare(pipeline_file: Path, jars: Sequence[str]) -> Any:
+    """Load and validate the pipeline for Flink; exits 2 on bad config, 1 when unreachable."""
+    from cdcflow.flink.plan import prepare_job
+    from cdcflow.pipelines.config import load_pipeline
+
+    try:
+        return prepare_job(load_pipeline(pipeline_file), jars)
+    except ConfigError as exc:
+        _fail(exc, EXIT_USAGE)
+    except CdcflowError as exc:
+        _fail(exc, EXIT_RUNTIME)
+    return None
+
+
+def _job_module() -> Any:
+    try:
+        from cdcflow.flink import job
+    except ImportError as exc:
+        _fail(exc, EXIT_RUNTIME)
+    return job
+
+
+def _committed(plan: Any) -> dict[tuple[str, str], int]:
+    """The lowest position per partition over the position-keeping sinks (-1 if none)."""
+    lowest: dict[tuple[str, str], int] = {}
+    keeping = [w for w in plan.writers if w.keeps_positions]
+    for index, writer in enumerate(keeping):
+        writer.open()
+        try:
+            positions = writer.committed_positions()
+        finally:
+            writer.close()
+        keys = set(positions) | set(lowest)
+        for key in keys:
+            value = positions.get(key, -1)
+            lowest[key] = value if index == 0 else min(lowest.get(key, -1), value)
+    return lowest
+
+
+def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -> None:
+    """``cdcflow run --engine flink``: run on a local Flink mini cluster.
+
+    Streams until interrupted (the job is cancelled; a restart resumes from the sinks'
+    positions). With ``until_caught_up`` it reads to the end offsets seen at start, waits
+    until every position-keeping sink has stored them, cancels the job and exits.
+    """
+    spec = _prepare(pipeline_file, jars)
+    plan = spec.plan
+    targets: dict[tuple[str, str], int] = {}
+    if until_caught_up:
+        if not any(w.keeps_positions for w in plan.writers):
+            _fail(
+                ConfigError(
+                    "--until-caught-up on the Flink engine needs a sink that stores positions "
+                    "(postgres, sqlite...): progress is read from it"
+                ),
+                EXIT_USAGE,
+            )
+        starts = {(t.topic, p): o for t in spec.topics for p, o in t.start_offsets.items()}
+        for (topic, part), end in plan.source.end_offsets().items():
+            if end > starts.get((topic, part), 0):
+                targets[(topic, str(part))] = end - 1
+    job = _job_module()
+    started = time.monotonic()
+    try:
+        client = job.start(spec)
+    except Exception as exc:  # noqa: BLE001 - any Flink start failure is a runtime error
+        _fail(exc, EXIT_RUNTIME)
+        return
+    job_id = str(client.get_job_id())
+    click.echo(f"pipeline {spec.pipeline!r} running on a local Flink mini cluster (job {job_id})")
+    try:
+        while True:
+            state = str(client.get_job_status().result())
+            if state in ("FAILED", "CANCELED", "FINISHED"):
+                if state == "FAILED":
+                    try:
+                        client.get_job_execution_result().result()
+                    except Exception as exc:  # noqa: BLE001 - surface Flink's failure cause
+                        _fail(RuntimeError(_first_line(exc)), EXIT_RUNTIME)
+                    _fail(RuntimeError(f"Flink job {job_id} failed"), EXIT_RUNTIME)
+                break
+            if until_caught_up:
+                committed = _committed(plan)
+                if all(committed.get(k, -1) >= v for k, v in targets.items()):
+                    client.cancel().result()
+                    break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("interrupted: cancelling the job", err=True)
+        client.cancel().result()
+    elapsed = time.monotonic() - started
+    click.echo(f"pipeline {spec.pipeline!r} stopped after {elapsed:.1f}s")
+    for writer in plan.writers:
+        writer.open()
+        try:
+            for line in writer.describe():
+                click.echo(f"  {line}")
+        finally:
+            writer.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "Caused by:" in line or "Exception" in line:
+            return line.strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _master_option(function: Any) -> Any:
+    return click.option(
+        "--flink-master",
+        "master",
+        envvar=MASTER_ENV,
+        required=True,
+        metavar="HOST:PORT",
+        help=f"REST endpoint of the Flink JobManager (or ${MASTER_ENV}).",
+    )(function)
+
+
+def _rest(master: str) -> Any:
+    from cdcflow.flink.rest import FlinkRest
+
+    try:
+        host, port = parse_master(master)
+    except ConfigError as exc:
+        _fail(exc, EXIT_USAGE)
+    return FlinkRest(host, port)
+
+
+@click.command()
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@_master_option
+@click.option("--jar", "jars", multiple=True, metavar="PATH", help=JAR_OPTION_HELP)
+@click.option(
+    "--from-savepoint",
+    default=None,
+    metavar="PATH",
+    help="Start from this savepoint or retained checkpoint (upgrading a running pipeline).",
+)
+@click.option(
+    "--allow-non-restored-state",
+    is_flag=True,
+    help="With --from-savepoint: skip state that no longer maps to an operator.",
+)
+def submit(
+    pipeline_file: Path,
+    master: str,
+    jars: tuple[str, ...],
+    from_savepoint: str | None,
+    allow_non_restored_state: bool,
+) -> None:
+    """Validate PIPELINE_FILE, then submit it to the Flink cluster and print the job id.
+
+    Nothing is sent unless the whole pipeline is valid (configuration, jars, Kafka and every
+    sink reachable) and the cluster at --flink-master answers.
+    """
+    rest = _rest(master)
+    spec = _prepare(pipeline_file, jars)
+    try:
+        rest.overview()
+    except CdcflowError as exc:
+        _fail(exc, EXIT_RUNTIME)
+    if from_savepoint:
+        config = dict(spec.options.config)
+        config["execution.savepoint.path"] = from_savepoint
+        if allow_non_restored_state:
+            config["execution.savepoint.ignore-unclaimed-state"] = "true"
+        spec.options = spec.options.model_copy(update={"config": config})
+    job = _job_module()
+    try:
+        client = job.start(spec, parse_master(master))
+    except Exception as exc:  # noqa: BLE001 - report Flink's refusal with exit code 1
+        _fail(RuntimeError(_first_line(exc)), EXIT_RUNTIME)
+        return
+    click.echo(str(client.get_job_id()))
+
+
+def _format_time(millis: Any) -> str:
+    if not isinstance(millis, int) or millis <= 0:
+        return "-"
+    moment = dt.datetime.fromtimestamp(millis / 1000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _print_jobs(jobs: list[dict[str, Any]]) -> None:
+    if not jobs:
+        click.echo("no jobs")
+        return
+    click.echo(f"{'JOB ID':<32}  {'STATE':<12}  {'STARTED':<20}  NAME")
+    for item in sorted(jobs, key=lambda j: j.get("start-time", 0), reverse=True):
+        click.echo(
+            f"{item.get('jid', '?'):<32}  {item.get('state', '?'):<12}  "
+            f"{_format_time(item.get('start-time')):<20}  {item.get('name', '')}"
+        )
+
+
+@click.command()
+@_master_option
+def jobs(master: str) -> None:
+    """List the jobs of the Flink cluster at --flink-master with their state."""
+    rest = _rest(master)
+    try:
+        _print_jobs(rest.jobs())
+    except CdcflowError as exc:
+        _fail(exc, EXIT_RUNTIME)
+
+
+@click.command()
+@click.argument("job_id", required=False)
+@_master_option
+def status(job_id: str | None, master: str) -> None:
+    """Show one job's state and checkpoints (JOB_ID), or list every job."""
+    rest = _rest(master)
+    try:
+        if job_id is None:
+            _print_jobs(rest.jobs())
+            return
+        info = rest.job(job_id)
+        click.echo(f"job {info.get('jid')}: {info.get('name')}")
+        click.echo(f"  state: {info.get('state')}")
+        click.echo(f"  started: {_format_time(info.get('start-time'))}")
+        checkpoints = rest.checkpoints(job_id)
+        counts = checkpoints.get("counts", {})
+        click.echo(
+            f"  checkpoints: {counts.get('completed', 0)} completed, "
+            f"{counts.get('failed', 0)} failed, {counts.get('restored', 0)} restored"
+        )
+    except CdcflowError as exc:
+        _fail(exc, EXIT_RUNTIME)
+
+
+@click.command()
+@click.argument("job_id")
+@_master_option
+@click.option(
+    "--savepoint",
+    "savepoint_dir",
+    default=None,
+    metavar="DIR",
+    help="Take a savepoint into DIR (on storage the JobManager can write) before cancelling.",
+)
+def cancel(job_id: str, master: str, savepoint_dir: str | None) -> None:
+    """Cancel JOB_ID on the Flink cluster, optionally after a savepoint (printed)."""
+    rest = _rest(master)
+    try:
+        if savepoint_dir:
+            location = rest.cancel_with_savepoint(job_id, savepoint_dir)
+            click.echo(f"cancelled {job_id}; savepoint: {location}")
+        else:
+            rest.cancel(job_id)
+            click.echo(f"cancelled {job_id}")
+    except CdcflowError as exc:
+        _fail(exc, EXIT_RUNTIME)
+
+
+def register(group: click.Group) -> None:
+    """Add the Flink commands to the ``cdcflow`` command group."""
+    for command in (submit, jobs, status, cancel):
+        group.add_command(command)
