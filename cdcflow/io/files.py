@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cdcflow.errors import SinkError
 from cdcflow.io.base import DeadLetterWriter, Source
@@ -94,8 +94,9 @@ class FileSourceConfig(ComponentConfig):
     """``type: file`` — JSON-lines files of Debezium messages.
 
     ``path`` is a file or a glob, relative to the pipeline file. ``key_columns`` maps table
-    globs to key columns for messages without a key; ``tombstones`` is ``marker`` (ignore, the
-    default) or ``delete``.
+    globs to key columns for messages without a key. ``tombstones`` must stay ``marker``
+    (a null value follows a delete and is not a change): reading tombstones as deletes needs
+    the table name from a Kafka topic, which a file does not have.
     """
 
     type: Literal["file"]
@@ -105,6 +106,16 @@ class FileSourceConfig(ComponentConfig):
     key_columns: dict[str, list[str]] = {}
     tombstones: Literal["marker", "delete"] = "marker"
     batch_size: int = Field(default=1000, ge=1, le=1_000_000)
+
+    @field_validator("tombstones")
+    @classmethod
+    def _tombstones_need_a_topic(cls, value: str) -> str:
+        if value == "delete":
+            raise ValueError(
+                "'delete' needs the table name from a Kafka topic and a file has none; "
+                "expected 'marker' (deletes come from Debezium's 'd' events)"
+            )
+        return value
 
     def build(self, context: BuildContext) -> FileSource:
         """Resolve the path (or glob) and build the source; ConfigError when nothing matches."""

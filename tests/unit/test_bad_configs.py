@@ -183,6 +183,13 @@ CASES = [
         ("unknown dead letter type 's3'", "expected one of:", "file"),
     ),
     Bad(
+        "file-tombstones-as-deletes",
+        "pipeline: p\n" + SOURCE + "  tombstones: delete\n" + SINKS,
+        5,
+        "source.tombstones",
+        ("needs the table name from a Kafka topic", "expected 'marker'"),
+    ),
+    Bad(
         "component-not-a-mapping",
         "pipeline: p\nsource:\n  - file\n" + SINKS,
         2,

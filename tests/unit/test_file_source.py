@@ -185,10 +185,9 @@ def test_config_without_matches_raises_a_keyed_error(tmp_path: Path) -> None:
 
 
 def test_config_decode_step_carries_the_settings() -> None:
-    config = FileSourceConfig(
-        type="file", path="x", key_columns={"shop.*.tags": ["tag"]}, tombstones="delete"
-    )
+    config = FileSourceConfig(type="file", path="x", key_columns={"shop.*.tags": ["tag"]})
     step = config.decode_step()
     assert step.format == "debezium-json"  # type: ignore[attr-defined]
-    assert step.tombstones == "delete"  # type: ignore[attr-defined]
+    assert step.tombstones == "marker"  # type: ignore[attr-defined]
+    assert step.stream_is_topic is False  # type: ignore[attr-defined]
     assert step.key_columns == {"shop.*.tags": ["tag"]}  # type: ignore[attr-defined]
