@@ -102,6 +102,7 @@ class _Problems:
         self.path = path
         self.lines = lines
         self.items: list[str] = []
+        self._order: list[int] = []
         #: Key paths whose value could not be interpolated: validation errors there are noise.
         self.unresolved: set[Loc] = set()
 
@@ -118,6 +119,7 @@ class _Problems:
         where = f"{self.path}:{line}" if line is not None else str(self.path)
         key = _format_loc(loc)
         self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+        self._order.append(line or 0)
 
     def add_validation(
         self, prefix: Loc, error: ValidationError, model: type[BaseModel] | None = None
@@ -132,7 +134,8 @@ class _Problems:
         if self.items:
             count = len(self.items)
             head = f"{count} problem{'s' if count > 1 else ''} in {self.path}:"
-            raise ConfigError("\n".join([head, *("  " + i for i in self.items)]))
+            pairs = sorted(zip(self._order, self.items, strict=True), key=lambda pair: pair[0])
+            raise ConfigError("\n".join([head, *("  " + item for _, item in pairs)]))
 
 
 def _is_union_tag(part: Any) -> bool:

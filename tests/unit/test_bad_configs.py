@@ -254,6 +254,22 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert any(f"{path}:12: sinks[1].type: unknown sink type 'nul'" in line for line in lines)
 
 
+def test_problems_are_listed_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDCFLOW_TEST_UNSET", raising=False)
+    text = (
+        "pipeline: p\n"
+        "source:\n  type: file\n  path: ${CDCFLOW_TEST_UNSET}\n"
+        "sinks:\n  - name: m\n    type: sqlite\n    path: a.sqlite\n"
+        "    tabels: x\n    truncate: maybe\n"
+        "  - name: m\n    type: 'null'\n"
+    )
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_pipeline(path)
+    keys = [line.split(": ")[1] for line in str(info.value).splitlines()[1:]]
+    assert keys == ["source.path", "sinks[0].tabels", "sinks[0].truncate", "sinks[1].name"]
+
+
 def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "pipeline: p\nsource:\n  type: file\n   path: x\n" + SINKS)
     with pytest.raises(ConfigError) as info:
