@@ -326,3 +326,26 @@ def test_validate_subprocess(tmp_path: Path) -> None:
     assert failed.returncode == 2
     assert f"{bad}:3: sorce: is not a known key here; did you mean 'source'?" in failed.stderr
     assert failed.stdout == ""
+
+
+# -- cdcflow run exit codes ------------------------------------------------------------------
+
+
+def test_run_bad_config_exits_2(tmp_path: Path) -> None:
+    path = _project(tmp_path, GOOD.replace("pipeline: shop-cdc", "pipeline: shop cdc"))
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:2: pipeline: must be 1-100 characters" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_runtime_failure_exits_1(tmp_path: Path) -> None:
+    """The sink's database path is a directory: the run fails and says why."""
+    path = _project(tmp_path)
+    (tmp_path / "data" / "orders.jsonl").write_text(
+        '{"op":"c","after":{"id":1},"source":{"db":"shop","schema":"public","table":"orders"}}\n'
+    )
+    (tmp_path / "out" / "shop.sqlite").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["run", str(path)])
+    assert result.exit_code == 1
+    assert "sink 'mirror': cannot open SQLite database" in result.stderr
