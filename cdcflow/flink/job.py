@@ -14,6 +14,8 @@ from typing import Any
 from cdcflow.errors import missing_extra
 from cdcflow.flink.plan import JobSpec, batch_query_sql, partition_key, source_table_ddl
 from cdcflow.flink.processor import BatchProcessor, raw_batch
+from cdcflow.pipelines.config import PipelineConfig
+from cdcflow.pipelines.plan import plan_pipeline
 
 try:
     from pyflink.common import Configuration, Types
@@ -63,25 +65,40 @@ def flink_configuration(spec: JobSpec, master: tuple[str, int] | None = None) ->
     return conf
 
 
-class ProcessBatches(MapFunction):  # type: ignore[misc]
-    """The Python operator: turns window rows into raw batches and runs the processor."""
+def processor_for(config: PipelineConfig) -> BatchProcessor:
+    """Build the pipeline's components on the worker and wrap them in a processor."""
+    plan = plan_pipeline(config)
+    return BatchProcessor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
 
-    def __init__(self, processor: BatchProcessor) -> None:
-        self.processor = processor
+
+class ProcessBatches(MapFunction):  # type: ignore[misc]
+    """The Python operator: turns window rows into raw batches and runs the processor.
+
+    It ships the validated pipeline config, not built components: the components are built
+    on the worker in :meth:`open` (clients and locks never cross a pickle).
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.processor: BatchProcessor | None = None
         self._records: Any = None
         self._dead: Any = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        """Connect the writers and register the operator's metrics."""
+        """Build the components, connect the writers and register the operator's metrics."""
+        self.processor = processor_for(self.config)
         self.processor.open()
         group = runtime_context.get_metrics_group().add_group("cdcflow")
         self._records = group.counter("records_processed")
         self._dead = group.counter("dead_letters")
 
     def map(self, row: Any) -> int:
-        """Process one window row (topic, partition, records); returns its last offset."""
-        topic, partition, records = row[0], int(row[1]), row[2]
-        raw = raw_batch(topic, partition, records)
+        """Process one window row (topic, partition, offsets, keys, values).
+
+        Returns the batch's last offset.
+        """
+        raw = raw_batch(row[0], int(row[1]), row[2], row[3], row[4])
+        assert self.processor is not None
         dead_before = self.processor.counters.dead_letters
         self.processor.process(raw)
         self._records.inc(len(raw.records))
@@ -90,7 +107,8 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
 
     def close(self) -> None:
         """Close the writers."""
-        self.processor.close()
+        if self.processor is not None:
+            self.processor.close()
 
 
 def build(env: Any, spec: JobSpec) -> None:
@@ -113,11 +131,9 @@ def build(env: Any, spec: JobSpec) -> None:
     batches = t_env.to_data_stream(
         t_env.sql_query(batch_query_sql(tables, options.batch_interval_ms))
     )
-    plan = spec.plan
-    processor = BatchProcessor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
     (
         batches.key_by(lambda row: partition_key(row[0], row[1]), key_type=Types.STRING())
-        .map(ProcessBatches(processor), output_type=Types.LONG())
+        .map(ProcessBatches(spec.plan.config), output_type=Types.LONG())
         .name(f"cdcflow:{spec.pipeline}")
         .uid(PROCESS_UID)
     )

@@ -5,7 +5,7 @@ Job shape (chosen because PyFlink has no Python-defined source, and its DataStre
 
     Kafka (Flink's Table API connector, one source table per topic: raw key and value bytes,
            topic/partition/offset metadata columns)
-      -> processing-time TUMBLE window per (topic, partition): ARRAY_AGG of (offset, key, value)
+      -> processing-time TUMBLE window per (topic, partition): ARRAY_AGG of offsets, keys, values
          = one small batch per partition every ``batch_interval_ms`` (Java, checkpointed state)
       -> to DataStream -> key_by (topic, partition)
       -> Python operator (thread mode): decode -> steps -> dead letters -> every writer
@@ -219,12 +219,18 @@ def source_table_ddl(table: str, topic: TopicSpec, spec: JobSpec) -> str:
 
 
 def batch_query_sql(tables: Sequence[str], interval_ms: int) -> str:
-    """One row per (topic, partition, window): the window's records as an array."""
+    """One row per (topic, partition, window): the window's offsets, keys and values.
+
+    Three parallel arrays rather than one array of rows: Flink 2.3's ``ARRAY_AGG`` of a
+    ``ROW`` returns the last row repeated (object reuse), while arrays of scalars and bytes
+    keep every value, NULLs included, in the same order.
+    """
     if not tables:
         raise ValueError("no source tables")
     seconds = f"{interval_ms / 1000:.3f}"
     parts = [
-        "SELECT `topic`, `partition`, ARRAY_AGG(ROW(`offset`, `k`, `v`)) AS `records`\n"
+        "SELECT `topic`, `partition`, ARRAY_AGG(`offset`) AS `offsets`, "
+        "ARRAY_AGG(`k`) AS `keys`, ARRAY_AGG(`v`) AS `vals`\n"
         f"FROM TABLE(TUMBLE(TABLE `{t}`, DESCRIPTOR(`pt`), INTERVAL '{seconds}' SECOND))\n"
         "GROUP BY `window_start`, `window_end`, `topic`, `partition`"
         for t in tables

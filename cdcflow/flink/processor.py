@@ -28,13 +28,25 @@ log = logging.getLogger(__name__)
 
 
 def raw_batch(
-    topic: str, partition: int, records: Iterable[Sequence[Any]]
+    topic: str,
+    partition: int,
+    offsets: Sequence[int],
+    keys: Sequence[bytes | None],
+    values: Sequence[bytes | None],
 ) -> RawBatch:
-    """A :class:`RawBatch` from ``(offset, key, value)`` triples in any order.
+    """A :class:`RawBatch` from parallel arrays of offsets, keys and values, in any order.
 
     Flink's ``ARRAY_AGG`` does not promise an order, so the records are sorted by offset; the
     batch's ``last_offset`` is the highest offset.
     """
+    if not len(offsets) == len(keys) == len(values):
+        raise ValueError(
+            f"batch for {topic}[{partition}] has {len(offsets)} offsets, {len(keys)} keys "
+            f"and {len(values)} values"
+        )
+    records: Iterable[tuple[int, bytes | None, bytes | None]] = zip(
+        offsets, keys, values, strict=True
+    )
     ordered = sorted(records, key=lambda r: r[0])
     if not ordered:
         raise ValueError(f"empty batch for {topic}[{partition}]")
