@@ -21,9 +21,12 @@ Kind = Literal["source", "transform", "sink", "dead_letter"]
 _BUILTINS: dict[tuple[str, str], str] = {
     ("source", "file"): "cdcflow.io.files:FileSourceConfig",
     ("source", "kafka"): "cdcflow.io.kafka:KafkaSourceConfig",
+    ("transform", "redact"): "cdcflow.transforms.redact:RedactConfig",
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
     ("sink", "null"): "cdcflow.io.null:NullSinkConfig",
+    ("sink", "postgres"): "cdcflow.io.postgres:PostgresSinkConfig",
     ("dead_letter", "file"): "cdcflow.io.files:DeadLetterFileConfig",
+    ("dead_letter", "kafka"): "cdcflow.io.kafka_dead_letters:DeadLetterKafkaConfig",
 }
 
 _extra: dict[tuple[str, str], str] = {}

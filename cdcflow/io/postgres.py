@@ -1,0 +1,871 @@
+"""PostgreSQL (and TimescaleDB): a transactional sink with exactly-once effect, via psycopg 3.
+
+Every batch is written in **one transaction** that also stores the batch's position in
+``<schema>.cdcflow_offsets (pipeline, sink, stream, partition, offset)``. The stored offset is
+read and locked (``SELECT ... FOR UPDATE``) at the start of that transaction and events at or
+below it are skipped, so a replayed batch (after a crash, a retry or a restart from an older
+position) changes nothing.
+
+Modes (``mode:``)
+    ``upsert`` (default): the target mirrors the source. ``c``/``u``/``r`` upsert by primary key,
+    ``d`` deletes, ``t`` truncates (``truncate: apply``) or is ignored (``truncate: ignore``).
+    Columns in :attr:`ChangeEvent.unavailable` keep their stored value (NULL for a row the sink
+    has never seen). A batch is first collapsed to the net change per key (in event order), the
+    rows are ``COPY``'d into a temporary staging table, then one ``DELETE ... USING`` and one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set apply them.
+    ``append``: a history table; every event is one row holding the row image (``after``, or
+    ``before`` for deletes) plus ``_cdc_op``, ``_cdc_stream``, ``_cdc_partition``, ``_cdc_offset``
+    and ``_cdc_source_ts`` (the source's commit time). Truncates add a ``t`` row (``apply``).
+    ``timescaledb``: like ``append``, in a hypertable partitioned on ``_cdc_source_ts``
+    (``create_hypertable`` when the table is created); events without a source timestamp are
+    rejected. The TimescaleDB extension must exist on the server (``cdcflow validate`` says so).
+
+Tables
+    A source table ``db.schema.table`` lands in ``<schema>.<table>`` unless ``table_map`` maps its
+    full name to another name (``name`` or ``schema.name``); ``tables`` filters source tables by
+    glob. A missing table is created from the event schema (types: :mod:`cdcflow.io.pg_types`),
+    with the message key as primary key (upsert mode); a column that appears later is added with
+    ``ALTER TABLE ... ADD COLUMN``.
+
+Failures
+    Rows PostgreSQL rejects (value out of range, type mismatch, NOT NULL...) make the batch fall
+    back to one statement per event, each in a savepoint; the rejected events go to the dead
+    letters with the server's reason, the rest is committed with the position. Transient errors
+    (lost connection, deadlock, serialization failure, server shutting down) reconnect and retry
+    the whole batch with backoff (:mod:`cdcflow.io.retry`); after the limit the write raises
+    :class:`~cdcflow.errors.TransientSinkError` with nothing of that batch committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SecretStr
+
+from cdcflow.errors import SinkError, missing_extra
+from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
+from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
+from cdcflow.transforms.base import event_dead_letter
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["upsert", "append", "timescaledb"]
+
+#: Metadata columns of append / timescaledb tables, with their types.
+HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_cdc_op", "text NOT NULL"),
+    ("_cdc_stream", "text NOT NULL"),
+    ("_cdc_partition", "text NOT NULL"),
+    ("_cdc_offset", "bigint NOT NULL"),
+    ("_cdc_source_ts", "timestamptz"),
+)
+_HISTORY_NAMES = tuple(name for name, _ in HISTORY_COLUMNS)
+_UTC = dt.UTC
+
+
+def quote(identifier: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def qualified(schema: str, table: str) -> str:
+    """``"schema"."table"``."""
+    return f"{quote(schema)}.{quote(table)}"
+
+
+def offsets_ddl(schema: str) -> str:
+    """The DDL of the positions table in ``schema``."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(schema, 'cdcflow_offsets')} ("
+        "pipeline text NOT NULL, sink text NOT NULL, stream text NOT NULL, "
+        'partition text NOT NULL, "offset" bigint NOT NULL, '
+        "updated_at timestamptz NOT NULL DEFAULT now(), "
+        "PRIMARY KEY (pipeline, sink, stream, partition))"
+    )
+
+
+def upsert_sql(target: str, stage: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """``INSERT ... SELECT`` from a staging table, updating the non-key ``columns`` on conflict."""
+    column_sql = ", ".join(quote(c) for c in columns)
+    updates = [c for c in columns if c not in key]
+    conflict = ", ".join(quote(c) for c in key)
+    if updates:
+        action = "DO UPDATE SET " + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
+    else:
+        action = "DO NOTHING"
+    return (
+        f"INSERT INTO {target} ({column_sql}) SELECT {column_sql} FROM {stage} "
+        f"ON CONFLICT ({conflict}) {action}"
+    )
+
+
+def delete_sql(target: str, stage: str, key: Sequence[str]) -> str:
+    """``DELETE`` the rows whose keys are in a staging table."""
+    match = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in key)
+    return f"DELETE FROM {target} AS t USING {stage} AS s WHERE {match}"
+
+
+def create_table_sql(
+    target: str, columns: Sequence[tuple[str, str]], key: Sequence[str] | None
+) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` with the given ``(name, type)`` columns and primary key."""
+    parts = [f"{quote(name)} {sql_type}" for name, sql_type in columns]
+    if key:
+        parts.append("PRIMARY KEY (" + ", ".join(quote(c) for c in key) + ")")
+    return f"CREATE TABLE IF NOT EXISTS {target} (" + ", ".join(parts) + ")"
+
+
+def hypertable_sql() -> str:
+    """The call that makes a history table a TimescaleDB hypertable (params: table, column)."""
+    return "SELECT create_hypertable(%s::regclass, %s::name, if_not_exists => TRUE)"
+
+
+class _Table:
+    """What the writer knows about one target table."""
+
+    def __init__(self, schema: str, name: str, columns: dict[str, str], key: tuple[str, ...]):
+        self.schema = schema
+        self.name = name
+        self.columns = columns  # name -> SQL type, in table order
+        self.key = key
+        self.sql_name = qualified(schema, name)
+
+
+class _KeyState:
+    """The net change of one key within a batch."""
+
+    __slots__ = ("events", "reset", "row")
+
+    def __init__(self, row: dict[str, Any] | None, reset: bool, event: ChangeEvent) -> None:
+        self.row = row  # None: the key ends deleted
+        self.reset = reset  # True: delete the stored row before inserting ``row``
+        self.events = [event]
+
+
+class _RowProblem(Exception):
+    """An event that cannot be written (no key, no row image); it becomes a dead letter."""
+
+
+class PostgresWriter(Writer):
+    """Write change events to PostgreSQL exactly once (see the module docstring)."""
+
+    keeps_positions = True
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        pipeline: str,
+        tables: str | Sequence[str] = "*",
+        schema: str = "public",
+        table_map: dict[str, str] | None = None,
+        truncate: Literal["apply", "ignore"] = "apply",
+        mode: Mode = "upsert",
+        retry: RetryPolicy | None = None,
+        connect_timeout_s: int = 10,
+    ) -> None:
+        if mode not in ("upsert", "append", "timescaledb"):
+            raise ValueError(f"mode must be upsert, append or timescaledb (got {mode!r})")
+        self.name = name
+        self._dsn = dsn
+        self.pipeline = pipeline
+        self.filter = TableFilter(tables)
+        self.schema = schema
+        self.table_map = dict(table_map or {})
+        self.truncate = truncate
+        self.mode = mode
+        self.retry = retry or RetryPolicy()
+        self.connect_timeout_s = connect_timeout_s
+        self._conn: psycopg.Connection[Any] | None = None
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._stages: set[str] = set()
+        self._positions: dict[PartitionKey, int] = {}
+        self._offsets = qualified(schema, "cdcflow_offsets")
+
+    def __repr__(self) -> str:
+        return f"PostgresWriter(name={self.name!r}, schema={self.schema!r}, mode={self.mode!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_conn"] = None
+        state["_tables"] = {}
+        state["_stages"] = set()
+        return state
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        """Where the sink writes, without credentials (``host:port/dbname``)."""
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            info = conninfo_to_dict(self._dsn)
+        except Exception:  # noqa: BLE001 - never echo an unparsable DSN (it may hold a secret)
+            return "<unparsable dsn>"
+        return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise missing_extra("psycopg", "postgres") from exc
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        self._conn = psycopg.connect(
+            self._dsn,
+            autocommit=True,
+            connect_timeout=self.connect_timeout_s,
+            application_name=f"cdcflow:{self.pipeline}:{self.name}"[:63],
+        )
+        self._stages.clear()
+        return self._conn
+
+    def open(self) -> None:
+        """Connect, create the schema and positions table, and read the stored positions."""
+
+        def prepare() -> None:
+            conn = self._connect()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdcflow_offsets'))")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+                conn.execute(offsets_ddl(self.schema))
+            if self.mode == "timescaledb":
+                self._ensure_timescale(conn)
+            rows = conn.execute(
+                f'SELECT stream, partition, "offset" FROM {self._offsets} '
+                "WHERE pipeline = %s AND sink = %s",
+                (self.pipeline, self.name),
+            ).fetchall()
+            self._positions = {(str(s), str(p)): int(o) for s, p, o in rows}
+
+        self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+        self._tables.clear()
+        self._stages.clear()
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink."""
+        return dict(self._positions)
+
+    def _timescale_status(self, conn: psycopg.Connection[Any]) -> str:
+        """``installed``, ``available`` (can be created) or ``missing``."""
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'), "
+            "(SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb')"
+        ).fetchone()
+        assert row is not None
+        if row[0]:
+            return "installed"
+        return "available" if row[1] else "missing"
+
+    def _timescale_problem(self) -> str:
+        return (
+            f"sink {self.name!r}: mode 'timescaledb' needs the TimescaleDB extension, but the "
+            f"server at {self.target} does not have it (no 'timescaledb' in "
+            "pg_available_extensions); install TimescaleDB on the server or use mode: append"
+        )
+
+    def _ensure_timescale(self, conn: psycopg.Connection[Any]) -> None:
+        status = self._timescale_status(conn)
+        if status == "missing":
+            raise SinkError(self._timescale_problem())
+        if status == "available":
+            try:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            except Exception as exc:
+                if postgres_is_transient(exc):
+                    raise
+                raise SinkError(
+                    f"sink {self.name!r}: cannot create the timescaledb extension: {exc}"
+                ) from exc
+
+    def check(self) -> list[str]:
+        """Connectivity, permission to create tables, and TimescaleDB when that mode is used."""
+        try:
+            conn = self._connect()
+        except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
+            return [f"sink {self.name!r}: cannot connect to PostgreSQL at {self.target}: {exc}"]
+        problems: list[str] = []
+        try:
+            row = conn.execute(
+                "SELECT CASE WHEN to_regnamespace(%s) IS NULL "
+                "THEN has_database_privilege(current_database(), 'CREATE') "
+                "ELSE has_schema_privilege(%s, 'CREATE') END",
+                (quote(self.schema), self.schema),
+            ).fetchone()
+            if not (row and row[0]):
+                problems.append(
+                    f"sink {self.name!r}: no permission to create tables in schema "
+                    f"{self.schema!r} at {self.target}"
+                )
+            if self.mode == "timescaledb" and self._timescale_status(conn) == "missing":
+                problems.append(self._timescale_problem())
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"sink {self.name!r}: checking {self.target} failed: {exc}")
+        finally:
+            self.close()
+        return problems
+
+    def describe(self) -> list[str]:
+        """Row counts of the tables in the target schema."""
+        conn = self._connect()
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname <> "
+                "'cdcflow_offsets' ORDER BY c.relname LIMIT 50",
+                (self.schema,),
+            ).fetchall()
+        ]
+        lines = [f"sink {self.name!r}: PostgreSQL {self.target} schema {self.schema} ({self.mode})"]
+        for name in names:
+            count = conn.execute(f"SELECT count(*) FROM {qualified(self.schema, name)}").fetchone()
+            lines.append(f"  {name}: {count[0] if count else 0} rows")
+        return lines
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(
+        self, batch: EventBatch, on_rejected: RejectHandler | None = None
+    ) -> list[DeadLetter]:
+        """Apply one batch and store its position in one transaction, retrying transients."""
+        key = batch.partition_key
+        if batch.last_offset <= self._positions.get(key, -1):
+            return []
+        what = f"sink {self.name!r}: write of {key[0]}/{key[1]} up to offset {batch.last_offset}"
+        return self._with_retry(lambda: self._write_once(batch, on_rejected), what)
+
+    def _with_retry(self, operation: Any, what: str) -> Any:
+        return call_with_retry(
+            operation, postgres_is_transient, self.retry, what, on_retry=self._reset
+        )
+
+    def _reset(self, _error: BaseException) -> None:
+        """Drop the connection and everything cached about the session."""
+        conn, self._conn = self._conn, None
+        self._tables.clear()
+        self._stages.clear()
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # the connection is broken anyway
+                log.debug("closing a broken connection failed", exc_info=True)
+
+    def _write_once(self, batch: EventBatch, on_rejected: RejectHandler | None) -> list[DeadLetter]:
+        conn = self._connect()
+        key = batch.partition_key
+        dead: list[DeadLetter] = []
+        try:
+            with conn.transaction():
+                committed = self._lock_position(conn, key)
+                if batch.last_offset > committed:
+                    events = [
+                        e
+                        for e in batch.events
+                        if e.position.offset > committed and self.filter(e.table)
+                    ]
+                    dead = self._apply(conn, events)
+                    if dead and on_rejected is not None:
+                        on_rejected(dead)
+                        dead = []
+                    conn.execute(
+                        f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '
+                        "WHERE pipeline = %s AND sink = %s AND stream = %s AND partition = %s",
+                        (batch.last_offset, self.pipeline, self.name, key[0], key[1]),
+                    )
+                    committed = batch.last_offset
+        except BaseException:
+            self._tables.clear()
+            self._stages.clear()
+            raise
+        self._positions[key] = committed
+        return dead
+
+    def _lock_position(self, conn: psycopg.Connection[Any], key: PartitionKey) -> int:
+        """Read and lock the stored offset of ``key`` (creating its row at -1 if missing)."""
+        params = (self.pipeline, self.name, key[0], key[1])
+        select = (
+            f'SELECT "offset" FROM {self._offsets} WHERE pipeline = %s AND sink = %s '
+            "AND stream = %s AND partition = %s FOR UPDATE"
+        )
+        row = conn.execute(select, params).fetchone()
+        if row is None:
+            conn.execute(
+                f'INSERT INTO {self._offsets} (pipeline, sink, stream, partition, "offset") '
+                "VALUES (%s, %s, %s, %s, -1) ON CONFLICT DO NOTHING",
+                params,
+            )
+            row = conn.execute(select, params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def target_table(self, table: TableId) -> tuple[str, str]:
+        """The ``(schema, table)`` a source table lands in."""
+        mapped = self.table_map.get(str(table))
+        if mapped:
+            if "." in mapped:
+                schema, _, name = mapped.partition(".")
+                return schema, name
+            return self.schema, mapped
+        return self.schema, table.table
+
+    def _apply(
+        self, conn: psycopg.Connection[Any], events: Iterable[ChangeEvent]
+    ) -> list[DeadLetter]:
+        groups: dict[tuple[str, str], list[ChangeEvent]] = {}
+        for event in events:
+            groups.setdefault(self.target_table(event.table), []).append(event)
+        dead: list[DeadLetter] = []
+        for target, table_events in groups.items():
+            if self.mode == "upsert":
+                dead.extend(self._apply_upsert(conn, target, table_events))
+            else:
+                dead.extend(self._apply_append(conn, target, table_events))
+        return dead
+
+    def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
+        return event_dead_letter(f"sink:{self.name}", event, error)
+
+    # -- upsert mode --------------------------------------------------------------------------
+
+    def _apply_upsert(
+        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+    ) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        rows = [e for e in events if e.op is not Op.TRUNCATE]
+        table = self._known(conn, target)
+        if rows:
+            try:
+                table = self._ensure_table(conn, target, rows)
+            except _RowProblem as exc:
+                return [self._dead(e, exc) for e in events]
+        if table is None:
+            return []  # only truncates of a table that does not exist
+        if not table.key:
+            problem = _RowProblem(
+                f"target table {table.schema}.{table.name} has no primary key; upsert mode "
+                "needs one (add it, or use mode: append)"
+            )
+            return [self._dead(e, problem) for e in events]
+        truncate_first = False
+        states: dict[tuple[Any, ...], _KeyState] = {}
+        unusable: list[ChangeEvent] = []
+        for event in events:
+            if event.op is Op.TRUNCATE:
+                if self.truncate == "apply":
+                    truncate_first = True
+                    states.clear()
+                continue
+            try:
+                key_values, row = self._prepare(event, table)
+            except (_RowProblem, TypeError, ValueError) as exc:
+                dead.append(self._dead(event, exc))
+                unusable.append(event)
+                continue
+            state = states.get(key_values)
+            if event.op is Op.DELETE:
+                if state is None:
+                    states[key_values] = _KeyState(None, False, event)
+                else:
+                    state.row, state.reset = None, False
+                    state.events.append(event)
+            elif state is None:
+                states[key_values] = _KeyState(row, truncate_first, event)
+            elif state.row is None:
+                state.row, state.reset = row, True
+                state.events.append(event)
+            else:
+                state.row = {**state.row, **row}
+                state.events.append(event)
+        try:
+            with conn.transaction():
+                self._upsert_fast(conn, table, states, truncate_first)
+        except Exception as exc:
+            if not _is_row_error(exc):
+                raise
+            self._stages.clear()
+            log.info("sink %r: rows rejected in %s, row by row: %s", self.name, table.name, exc)
+            rejected = {id(event) for event in unusable}
+            remaining = [e for e in events if id(e) not in rejected]
+            dead.extend(self._upsert_slow(conn, table, remaining))
+        return dead
+
+    def _prepare(self, event: ChangeEvent, table: _Table) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The key tuple (in table-key order) and the COPY-ready row of an event."""
+        source = event.row
+        if source is None:
+            if event.op is not Op.DELETE or not event.key:
+                raise _RowProblem(f"{event.op.value!r} event for {event.table} has no row image")
+            source = event.key
+        key: list[Any] = []
+        event_key = event.key or {}
+        for column in table.key:
+            if column in event_key:
+                value = event_key[column]
+            elif column in source:
+                value = source[column]
+            else:
+                raise _RowProblem(
+                    f"key column {column!r} of {table.schema}.{table.name} is missing from the "
+                    "event's key and row"
+                )
+            if value is None:
+                raise _RowProblem(f"key column {column!r} is null")
+            key.append(copy_value(value))
+        row = {column: copy_value(value) for column, value in source.items()}
+        for column, value in zip(table.key, key, strict=True):
+            row.setdefault(column, value)
+        return tuple(key), row
+
+    def _upsert_fast(
+        self,
+        conn: psycopg.Connection[Any],
+        table: _Table,
+        states: dict[tuple[Any, ...], _KeyState],
+        truncate_first: bool,
+    ) -> None:
+        if truncate_first:
+            conn.execute(f"TRUNCATE {table.sql_name}")
+        deletes = [k for k, s in states.items() if s.row is None or s.reset]
+        if deletes:
+            stage = self._stage(conn, table, table.key)
+            self._copy(conn, stage, table.key, deletes)
+            conn.execute(delete_sql(table.sql_name, stage, table.key))
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for state in states.values():
+            if state.row is None:
+                continue
+            row = state.row
+            columns = tuple(c for c in table.columns if c in row)
+            by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))
+        for columns, values in by_columns.items():
+            stage = self._stage(conn, table, columns)
+            self._copy(conn, stage, columns, values)
+            conn.execute(upsert_sql(table.sql_name, stage, columns, table.key))
+
+    def _upsert_slow(
+        self, conn: psycopg.Connection[Any], table: _Table, events: list[ChangeEvent]
+    ) -> list[DeadLetter]:
+        """One statement per event, each in a savepoint: only rejected events are lost."""
+        dead: list[DeadLetter] = []
+        for event in events:
+            try:
+                with conn.transaction():
+                    if event.op is Op.TRUNCATE:
+                        if self.truncate == "apply":
+                            conn.execute(f"TRUNCATE {table.sql_name}")
+                        continue
+                    key_values, row = self._prepare(event, table)
+                    if event.op is Op.DELETE:
+                        where = " AND ".join(f"{quote(c)} = %s" for c in table.key)
+                        conn.execute(f"DELETE FROM {table.sql_name} WHERE {where}", key_values)
+                        continue
+                    columns = [c for c in table.columns if c in row]
+                    column_sql = ", ".join(quote(c) for c in columns)
+                    marks = ", ".join("%s" for _ in columns)
+                    updates = [c for c in columns if c not in table.key]
+                    action = (
+                        "DO UPDATE SET "
+                        + ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
+                        if updates
+                        else "DO NOTHING"
+                    )
+                    conflict = ", ".join(quote(c) for c in table.key)
+                    conn.execute(
+                        f"INSERT INTO {table.sql_name} ({column_sql}) VALUES ({marks}) "
+                        f"ON CONFLICT ({conflict}) {action}",
+                        [_text_param(row[c]) for c in columns],
+                    )
+            except Exception as exc:
+                if not _is_row_error(exc) and not isinstance(
+                    exc, (_RowProblem, TypeError, ValueError)
+                ):
+                    raise
+                dead.append(self._dead(event, exc))
+        return dead
+
+    # -- append / timescaledb modes -----------------------------------------------------------
+
+    def _history_row(self, event: ChangeEvent) -> dict[str, Any]:
+        source = event.row if event.op is not Op.TRUNCATE else None
+        if source is None and event.op is Op.DELETE:
+            source = event.key
+        row = {column: copy_value(value) for column, value in (source or {}).items()}
+        ts_ms = event.source.ts_ms if event.source.ts_ms is not None else event.ts_ms
+        if ts_ms is None and self.mode == "timescaledb":
+            raise _RowProblem(
+                "the event has no source timestamp (source.ts_ms or ts_ms), which the "
+                "timescaledb mode partitions on"
+            )
+        row["_cdc_op"] = event.op.value
+        row["_cdc_stream"] = event.position.stream
+        row["_cdc_partition"] = str(event.position.partition)
+        row["_cdc_offset"] = event.position.offset
+        row["_cdc_source_ts"] = (
+            dt.datetime.fromtimestamp(ts_ms / 1000, _UTC) if ts_ms is not None else None
+        )
+        return row
+
+    def _apply_append(
+        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+    ) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        prepared: list[tuple[ChangeEvent, dict[str, Any]]] = []
+        for event in events:
+            if event.op is Op.TRUNCATE and self.truncate == "ignore":
+                continue
+            try:
+                prepared.append((event, self._history_row(event)))
+            except (_RowProblem, TypeError, ValueError) as exc:
+                dead.append(self._dead(event, exc))
+        if not prepared:
+            return dead
+        try:
+            table = self._ensure_table(conn, target, [e for e, _ in prepared])
+        except _RowProblem as exc:
+            return dead + [self._dead(e, exc) for e, _ in prepared]
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        for _, row in prepared:
+            columns = tuple(c for c in table.columns if c in row)
+            by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))
+        try:
+            with conn.transaction():
+                for columns, values in by_columns.items():
+                    self._copy(conn, table.sql_name, columns, values)
+        except Exception as exc:
+            if not _is_row_error(exc):
+                raise
+            for event, row in prepared:
+                columns = tuple(c for c in table.columns if c in row)
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            f"INSERT INTO {table.sql_name} ("
+                            + ", ".join(quote(c) for c in columns)
+                            + ") VALUES ("
+                            + ", ".join("%s" for _ in columns)
+                            + ")",
+                            [_text_param(row[c]) for c in columns],
+                        )
+                except Exception as row_exc:
+                    if not _is_row_error(row_exc):
+                        raise
+                    dead.append(self._dead(event, row_exc))
+        return dead
+
+    # -- tables ---------------------------------------------------------------------------------
+
+    def _known(self, conn: psycopg.Connection[Any], target: tuple[str, str]) -> _Table | None:
+        table = self._tables.get(target)
+        if table is not None:
+            return table
+        schema, name = target
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
+            "COALESCE(array_position(i.indkey::int2[], a.attnum) "
+            "- array_lower(i.indkey::int2[], 1) + 1, 0) "
+            "FROM pg_attribute a "
+            "LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary "
+            "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+            "ORDER BY a.attnum",
+            (qualified(schema, name),),
+        ).fetchall()
+        if not rows:
+            return None
+        columns = {str(r[0]): str(r[1]) for r in rows}
+        key = tuple(str(r[0]) for r in sorted((r for r in rows if r[2]), key=lambda r: r[2]))
+        table = _Table(schema, name, columns, key)
+        self._tables[target] = table
+        return table
+
+    def _ensure_table(
+        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+    ) -> _Table:
+        """Create the table, or add the columns it lacks, for the rows of ``events``."""
+        table = self._known(conn, target)
+        wanted = _columns_of(events)
+        if table is not None and all(c in table.columns for c in wanted):
+            return table
+        schema, name = target
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{schema}.{name}",))
+        self._tables.pop(target, None)
+        table = self._known(conn, target)
+        history = self.mode != "upsert"
+        if table is None:
+            key: tuple[str, ...] | None = None
+            if not history:
+                key = _key_columns(events)
+                if not key:
+                    raise _RowProblem(
+                        f"no primary key known for {events[0].table}: the messages carry no key; "
+                        "send Debezium message keys or set source.key_columns for this table"
+                    )
+                for column in key:
+                    wanted.setdefault(column, _type_of(events, column))
+            columns = [(c, t) for c, t in wanted.items() if c not in _HISTORY_NAMES]
+            if history:
+                meta = list(HISTORY_COLUMNS)
+                if self.mode == "timescaledb":
+                    meta[-1] = ("_cdc_source_ts", "timestamptz NOT NULL")
+                columns += meta
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+            conn.execute(create_table_sql(qualified(schema, name), columns, key))
+            if self.mode == "timescaledb":
+                conn.execute(hypertable_sql(), (qualified(schema, name), "_cdc_source_ts"))
+            log.info("sink %r: created table %s.%s", self.name, schema, name)
+        else:
+            for column, sql_type in wanted.items():
+                if column not in table.columns and column not in _HISTORY_NAMES:
+                    conn.execute(
+                        f"ALTER TABLE {table.sql_name} ADD COLUMN IF NOT EXISTS "
+                        f"{quote(column)} {sql_type}"
+                    )
+                    log.info("sink %r: added column %s to %s.%s", self.name, column, schema, name)
+        self._tables.pop(target, None)
+        table = self._known(conn, target)
+        assert table is not None
+        return table
+
+    def _stage(self, conn: psycopg.Connection[Any], table: _Table, columns: Sequence[str]) -> str:
+        """A session temporary table shaped like ``columns`` of ``table`` (emptied at commit)."""
+        digest = hashlib.sha1(
+            "\x00".join((table.schema, table.name, *columns)).encode(), usedforsecurity=False
+        ).hexdigest()[:20]
+        stage = f"_cdcflow_stage_{digest}"
+        if stage not in self._stages:
+            column_sql = ", ".join(quote(c) for c in columns)
+            conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                f"SELECT {column_sql} FROM {table.sql_name} WITH NO DATA"
+            )
+            self._stages.add(stage)
+        else:
+            conn.execute(f"TRUNCATE {stage}")
+        return stage
+
+    @staticmethod
+    def _copy(
+        conn: psycopg.Connection[Any],
+        target: str,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[Any]],
+    ) -> None:
+        column_sql = ", ".join(quote(c) for c in columns)
+        with conn.cursor() as cursor:
+            with cursor.copy(f"COPY {target} ({column_sql}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+
+def _text_param(value: Any) -> Any:
+    """A per-row statement parameter as text: the server parses it as ``COPY`` would."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    return str(value)
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    """True for errors caused by a row's data (SQLSTATE classes 22, 23; datatype mismatch).
+
+    Such rows go to the dead letters instead of being retried.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str):
+        return False
+    return sqlstate[:2] in ("22", "23") or sqlstate in ("42804", "2200N", "54000")
+
+
+def _columns_of(events: Iterable[ChangeEvent]) -> dict[str, str]:
+    """Every column the events' rows carry (and their schemas declare), with its SQL type."""
+    columns: dict[str, str] = {}
+    pending: set[str] = set()
+    for event in events:
+        if event.schema is not None:
+            for column in event.schema.columns:
+                if column.name not in columns or column.name in pending:
+                    columns[column.name] = pg_type(column)
+                    pending.discard(column.name)
+        for source in (event.row, event.key if event.op is Op.DELETE else None):
+            for name, value in (source or {}).items():
+                if name not in columns:
+                    columns[name] = pg_type_for_value(value)
+                    if value is None:
+                        pending.add(name)
+                elif name in pending and value is not None:
+                    columns[name] = pg_type_for_value(value)
+                    pending.discard(name)
+    return columns
+
+
+def _key_columns(events: Iterable[ChangeEvent]) -> tuple[str, ...]:
+    for event in events:
+        if event.key:
+            return tuple(event.key)
+        if event.schema is not None and event.schema.key_columns:
+            return event.schema.key_columns
+    return ()
+
+
+def _type_of(events: Iterable[ChangeEvent], column: str) -> str:
+    for event in events:
+        if event.key and event.key.get(column) is not None:
+            return pg_type_for_value(event.key[column])
+    return "text"
+
+
+class PostgresSinkConfig(ComponentConfig):
+    """``type: postgres`` — write to PostgreSQL (or TimescaleDB) exactly once.
+
+    ``dsn`` is a libpq connection string or URI (``postgresql://user:pass@host:5432/db``), kept
+    secret; ``schema`` the target schema (created when missing); ``mode`` ``upsert`` | ``append``
+    | ``timescaledb``; ``retry`` the transient-error policy (:class:`RetryPolicy`).
+    """
+
+    type: Literal["postgres"]
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    dsn: SecretStr
+    tables: str | list[str] = "*"
+    target_schema: str = Field(default="public", alias="schema", min_length=1, max_length=63)
+    table_map: dict[str, str] = {}
+    truncate: Literal["apply", "ignore"] = "apply"
+    mode: Mode = "upsert"
+    retry: RetryPolicy = RetryPolicy()
+    connect_timeout_s: int = Field(default=10, ge=1, le=600)
+
+    def build(self, context: BuildContext) -> PostgresWriter:
+        """Build the writer (no connection is opened here)."""
+        return PostgresWriter(
+            name=self.name,
+            dsn=self.dsn.get_secret_value(),
+            pipeline=context.pipeline,
+            tables=self.tables,
+            schema=self.target_schema,
+            table_map=self.table_map,
+            truncate=self.truncate,
+            mode=self.mode,
+            retry=self.retry,
+            connect_timeout_s=self.connect_timeout_s,
+        )
