@@ -209,3 +209,23 @@ def test_resume_from_a_real_sqlite_sink(tmp_path: Path) -> None:
     assert resume_offsets([fresh], [("orders.jsonl", 0), ("customers.jsonl", 0)]) == {
         ("orders.jsonl", "0"): 7
     }
+
+
+def test_null_sink_counts_and_keeps_no_positions(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_project(tmp_path)))
+    devnull = plan.writers[1]
+    assert isinstance(devnull, NullWriter)
+    assert devnull.name == "devnull"
+    assert devnull.keeps_positions is False
+    event = ChangeEvent(
+        op=Op.CREATE,
+        table=TableId(table="t"),
+        position=Position("s", 0, 0),
+        key={"id": 1},
+        after={"id": 1},
+    )
+    batch = EventBatch(stream="s", partition=0, last_offset=3, events=[event, event])
+    assert devnull.write(batch) == []
+    assert devnull.write(batch) == []
+    assert devnull.events == 4
+    assert devnull.committed_positions() == {}

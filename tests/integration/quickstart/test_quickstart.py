@@ -274,3 +274,38 @@ def test_interrupted_run_resumes_to_the_same_database(first: Run, example_copy: 
         first.db, with_timestamps=False
     )
     assert len((directory / "output" / "dead-letters.jsonl").read_bytes().splitlines()) == 1
+
+
+def test_rows_the_sink_rejects_reach_the_dead_letter_file(example_copy: Any) -> None:
+    """A row SQLite refuses (text in an INTEGER key) is a dead letter; the rest is written."""
+    from cdcflow.pipelines.beam_runner import run
+    from cdcflow.pipelines.config import load_pipeline
+
+    directory = example_copy("quickstart")
+    bad = {
+        "before": None,
+        "after": {"id": "A-77", "customer_id": 1, "status": "placed"},
+        "source": {"connector": "postgresql", "db": "shop", "schema": "public", "table": "orders"},
+        "op": "c",
+        "ts_ms": 1718000099000,
+    }
+    good = dict(bad, after={"id": 1005, "customer_id": 2, "status": "placed"})
+    with (directory / CHANGELOG).open("a") as handle:
+        handle.write('{"id":"A-77"}\t' + json.dumps(bad) + "\n")
+        handle.write('{"id":1005}\t' + json.dumps(good) + "\n")
+    report = run(load_pipeline(directory / "pipeline.yaml"))
+    assert report.records_read == 25
+    assert report.dead_letters == 2
+    letters = [
+        json.loads(line)
+        for line in (directory / "output" / "dead-letters.jsonl").read_bytes().splitlines()
+    ]
+    assert [(d["step"], d["position"]["offset"]) for d in letters] == [
+        ("decode", BROKEN_LINE),
+        ("sink:mirror", 23),
+    ]
+    rejected = letters[1]
+    assert "datatype mismatch" in rejected["reason"]
+    assert rejected["event"]["after"] == {"id": "A-77", "customer_id": 1, "status": "placed"}
+    orders = _rows(directory / "output" / "shop.sqlite", "orders")
+    assert [o["id"] for o in orders] == [1001, 1003, 1005]
