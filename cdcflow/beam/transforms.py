@@ -12,6 +12,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
+from cdcflow.metrics import Counters, flat_name
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch
 
@@ -60,6 +61,14 @@ class ReadFromSource(beam.PTransform):  # type: ignore[misc]
         )
 
 
+def export_counters(counters: Counters | None) -> None:
+    """Add a step's engine-neutral counter increments to Beam counters (``name{labels}``)."""
+    if counters is None:
+        return
+    for name, labels, amount in counters.drain():
+        Metrics.counter(NAMESPACE, flat_name(name, labels)).inc(amount)
+
+
 class _StepFn(beam.DoFn):  # type: ignore[misc]
     """Runs an engine-neutral step on each batch."""
 
@@ -79,6 +88,7 @@ class _StepFn(beam.DoFn):  # type: ignore[misc]
         self.events.inc(len(out.events))
         if result.dead_letters:
             self.dead.inc(len(result.dead_letters))
+        export_counters(getattr(self.step, "metrics", None))
         if self.carry:
             if result.dead_letters:
                 out = msgspec.structs.replace(

@@ -1,0 +1,377 @@
+"""Content detectors: find personal data embedded anywhere in a text value.
+
+Each detector returns the ``(start, end)`` spans of the values it found. A cheap pre-filter
+(a character the value must contain) runs first, then a compiled regular expression finds
+candidates, then a validator rejects candidates that only look like the real thing:
+
+========  ===================================================================================
+email     ``local@domain.tld``; the local part takes every RFC 5322 atom character
+phone     E.164 (``+44 20 7946 0018``, ``+14155552671``), NANP (``(202) 555-0143``,
+          ``202-555-0143``, ``202.555.0143``) and national trunk-``0`` formats
+          (``020 7946 0018``, ``030 12345678``, ``01 23 45 67 89``, ``07700900123``)
+card      13-19 digits, optionally grouped by single spaces or dashes, **Luhn-checked**
+ssn       US social security numbers ``AAA-GG-SSSS`` (or space-separated); invalid areas
+          (000, 666, 9xx), group 00 and serial 0000 are not detected
+iban      upper-case IBANs, compact or in groups of four, **mod-97 checked** (and the country's
+          length when the country is known)
+ipv4      dotted quads with octets 0-255
+ipv6      any form :mod:`ipaddress` accepts (``::1``, ``2001:db8::8a2e:370:7334``,
+          ``::ffff:192.0.2.1``, zone ids)
+jwt       ``header.payload.signature`` whose header is base64url JSON (``eyJ...``)
+bearer    the token after ``Bearer`` (case-insensitive), not the word itself
+========  ===================================================================================
+
+Detectors never log or raise with the text they scan.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
+
+DetectorName = Literal["email", "phone", "card", "ssn", "iban", "ipv4", "ipv6", "jwt", "bearer"]
+
+#: Every detector, in the order they are applied (the order only matters for naming overlaps).
+ALL_DETECTORS: tuple[DetectorName, ...] = (
+    "jwt",
+    "bearer",
+    "email",
+    "iban",
+    "card",
+    "ssn",
+    "phone",
+    "ipv6",
+    "ipv4",
+)
+
+Span = tuple[int, int]
+
+
+# --- checksums -------------------------------------------------------------------------------
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the digit string passes the Luhn (mod 10) check."""
+    total = 0
+    parity = len(digits) % 2
+    for index, char in enumerate(digits):
+        value = ord(char) - 48
+        if value < 0 or value > 9:
+            return False
+        if index % 2 == parity:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+#: Lengths of IBANs per country (ISO 13616 registry, the common ones).
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
+    "BR": 29, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20,
+    "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18,
+    "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30,
+    "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24,
+    "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28,
+    "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24,
+    "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_valid(iban: str) -> bool:
+    """True when ``iban`` (no spaces, upper case) has a valid length and mod-97 checksum."""
+    if not 15 <= len(iban) <= 34 or not iban.isalnum() or not iban.isascii():
+        return False
+    country = iban[:2]
+    if not country.isalpha() or not iban[2:4].isdigit():
+        return False
+    expected = IBAN_LENGTHS.get(country)
+    if expected is not None and expected != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(number) % 97 == 1
+
+
+# --- detectors -------------------------------------------------------------------------------
+
+
+class Detector:
+    """One kind of personal data: ``find(text)`` returns the spans it occupies in ``text``."""
+
+    def __init__(
+        self,
+        name: DetectorName,
+        pattern: str,
+        *,
+        needs: Callable[[str], bool],
+        validate: Callable[[re.Match[str]], Span | list[Span] | None] | None = None,
+        flags: int = 0,
+    ) -> None:
+        self.name = name
+        self.regex = re.compile(pattern, flags)
+        self.needs = needs
+        self.validate = validate
+
+    def find(self, text: str) -> list[Span]:
+        """The spans of every valid match in ``text`` (non-overlapping, in order)."""
+        if not self.needs(text):
+            return []
+        if self.validate is None:
+            return [m.span() for m in self.regex.finditer(text)]
+        spans = []
+        for match in self.regex.finditer(text):
+            found = self.validate(match)
+            if isinstance(found, list):
+                spans.extend(found)
+            elif found is not None:
+                spans.append(found)
+        return spans
+
+    def __repr__(self) -> str:
+        return f"Detector({self.name!r})"
+
+
+def _has_digit(text: str) -> bool:
+    return any(ch.isdigit() for ch in text)
+
+
+def _digits_at_least(count: int) -> Callable[[str], bool]:
+    def check(text: str) -> bool:
+        seen = 0
+        for ch in text:
+            if "0" <= ch <= "9":
+                seen += 1
+                if seen >= count:
+                    return True
+        return False
+
+    return check
+
+
+def _groups(text: str, offset: int) -> list[tuple[int, int]]:
+    """Spans (absolute) of the digit groups of ``text`` (which starts at ``offset``)."""
+    return [(m.start() + offset, m.end() + offset) for m in re.finditer(r"\d+", text)]
+
+
+def _validate_card(match: re.Match[str]) -> list[Span]:
+    """Every Luhn-valid run of 13-19 digits in the candidate (the longest at each group).
+
+    Runs may overlap (the spans are merged later): a card number next to other numbers is
+    found wherever its groups start.
+    """
+    groups = _groups(match.group(0), match.start())
+    text = match.string
+    spans: list[Span] = []
+    covered = -1
+    for first in range(len(groups)):
+        count = 0
+        best: Span | None = None
+        for last in range(first, len(groups)):
+            count += groups[last][1] - groups[last][0]
+            if count > 19:
+                break
+            if count >= 13:
+                digits = "".join(text[a:b] for a, b in groups[first : last + 1])
+                if luhn_valid(digits):
+                    best = (groups[first][0], groups[last][1])
+        if best is not None and best[1] > covered:
+            spans.append(best)
+            covered = best[1]
+    return spans
+
+
+def _card_detector() -> Detector:
+    return Detector(
+        "card",
+        r"(?<![\d])\d(?:[ \-]?\d){12,}(?![\d])",
+        needs=_digits_at_least(13),
+        validate=_validate_card,
+    )
+
+
+def _trim_phone(match: re.Match[str], low: int, high: int) -> Span | None:
+    """Accept the match when its digit count is in range, dropping trailing groups if too long."""
+    groups = _groups(match.group(0), match.start())
+    while groups:
+        count = sum(b - a for a, b in groups)
+        if count < low:
+            return None
+        if count <= high:
+            return (match.start(), groups[-1][1])
+        groups.pop()
+    return None
+
+
+def _validate_phone(match: re.Match[str]) -> Span | None:
+    text = match.group(0)
+    if text.startswith("+"):
+        return _trim_phone(match, 7, 15)
+    if text.startswith("0"):
+        return _trim_phone(match, 9, 12)
+    return _trim_phone(match, 10, 10)
+
+
+_PHONE = r"""
+(?<![\w+])
+(?:
+   \+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{1,4}){1,6}
+ | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}
+ | [2-9]\d{2}[.\-]\d{3}[.\-]\d{4}
+ | 0\d{1,4}(?:[ .\-]\d{2,8}){1,5}
+ | 0\d{9,10}
+)
+(?!\w)
+"""
+
+
+def _validate_ssn(match: re.Match[str]) -> Span | None:
+    area, group, serial = match.group("area"), match.group("group"), match.group("serial")
+    if area in ("000", "666") or area.startswith("9") or group == "00" or serial == "0000":
+        return None
+    return match.span()
+
+
+def _validate_iban(match: re.Match[str]) -> Span | None:
+    text = match.group(0)
+    start = match.start()
+    # Map every non-space character to its position so a shorter valid prefix can be found.
+    chars = [(start + i, ch) for i, ch in enumerate(text) if ch != " "]
+    for end in range(min(len(chars), 34), 14, -1):
+        candidate = "".join(ch for _, ch in chars[:end])
+        if iban_valid(candidate):
+            return (start, chars[end - 1][0] + 1)
+    return None
+
+
+def _validate_ipv6(match: re.Match[str]) -> Span | None:
+    text = match.group(0)
+    start, end = match.start(), match.end()
+    for trim_left in (0, 1):
+        for trim_right in (0, 1):
+            if trim_left and (not text.startswith(":") or text.startswith("::")):
+                continue
+            if trim_right and not text.endswith((":", ".")):
+                continue
+            candidate = text[trim_left : len(text) - trim_right]
+            if candidate.count(":") < 2:
+                continue
+            try:
+                ipaddress.IPv6Address(candidate)
+            except ValueError:
+                continue
+            return (start + trim_left, end - trim_right)
+    return None
+
+
+def _validate_jwt(match: re.Match[str]) -> Span | None:
+    header = match.group(1)
+    padded = header + "=" * (-len(header) % 4)
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(padded))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return None
+    return match.span() if isinstance(decoded, dict) else None
+
+
+def _validate_bearer(match: re.Match[str]) -> Span | None:
+    token = match.group(1)
+    if len(token) < 8:
+        return None
+    if len(token) < 20 and token.isalpha():
+        return None  # an ordinary word ("bearer instruments"), not a credential
+    return match.span(1)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+_FACTORIES: dict[DetectorName, Callable[[], Detector]] = {
+    "email": lambda: Detector(
+        "email",
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+"
+        r"[A-Za-z](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?",
+        needs=lambda text: "@" in text,
+    ),
+    "phone": lambda: Detector(
+        "phone", _PHONE, needs=_digits_at_least(7), validate=_validate_phone, flags=re.VERBOSE
+    ),
+    "card": _card_detector,
+    "ssn": lambda: Detector(
+        "ssn",
+        r"(?<![\d\-])(?P<area>\d{3})(?P<sep>[\- ])(?P<group>\d{2})(?P=sep)"
+        r"(?P<serial>\d{4})(?![\d\-])",
+        needs=_digits_at_least(9),
+        validate=_validate_ssn,
+    ),
+    "iban": lambda: Detector(
+        "iban",
+        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}(?![A-Za-z0-9])",
+        needs=_digits_at_least(4),
+        validate=_validate_iban,
+    ),
+    "ipv4": lambda: Detector(
+        "ipv4",
+        rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)",
+        needs=lambda text: "." in text,
+    ),
+    "ipv6": lambda: Detector(
+        "ipv6",
+        r"(?<![0-9A-Fa-f:])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?:%[\w.\-]+)?",
+        needs=lambda text: text.count(":") >= 2,
+        validate=_validate_ipv6,
+    ),
+    "jwt": lambda: Detector(
+        "jwt",
+        r"(?<![A-Za-z0-9_\-])(eyJ[A-Za-z0-9_\-]+)\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
+        needs=lambda text: "eyJ" in text,
+        validate=_validate_jwt,
+    ),
+    "bearer": lambda: Detector(
+        "bearer",
+        r"\bbearer[ \t]+([A-Za-z0-9\-._~+/]+=*)",
+        needs=lambda text: "earer" in text or "EARER" in text,
+        validate=_validate_bearer,
+        flags=re.IGNORECASE,
+    ),
+}
+
+
+def build_detectors(names: Iterable[DetectorName] | None = None) -> list[Detector]:
+    """Compile the named detectors (all of them by default), in :data:`ALL_DETECTORS` order."""
+    wanted = set(ALL_DETECTORS if names is None else names)
+    unknown = wanted - set(ALL_DETECTORS)
+    if unknown:
+        raise ValueError(
+            f"unknown detector(s) {sorted(unknown)}; expected some of {list(ALL_DETECTORS)}"
+        )
+    return [_FACTORIES[name]() for name in ALL_DETECTORS if name in wanted]
+
+
+def find_all(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int, str]]:
+    """Every detected span in ``text`` as ``(start, end, detector)``, overlaps merged.
+
+    When spans of different detectors overlap they are merged into one span named after the
+    detector that found the earliest of them, so no part of either value survives.
+    """
+    found: list[tuple[int, int, str]] = []
+    for detector in detectors:
+        for start, end in detector.find(text):
+            if end > start:
+                found.append((start, end, detector.name))
+    if len(found) <= 1:
+        return found
+    found.sort()
+    merged = [found[0]]
+    for start, end, name in found[1:]:
+        last_start, last_end, last_name = merged[-1]
+        if start < last_end:
+            merged[-1] = (last_start, max(last_end, end), last_name)
+        else:
+            merged.append((start, end, name))
+    return merged

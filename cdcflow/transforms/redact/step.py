@@ -1,0 +1,161 @@
+"""The redact step: a compiled policy applied to every event and carried dead letter.
+
+Per batch:
+
+* every row change is redacted (``key``, ``before``, ``after``; ``unavailable`` and the
+  schema follow the dropped and retyped columns). An event that cannot be redacted safely
+  (a value a strategy cannot handle, a key treatment that is not key-safe) becomes a dead
+  letter whose ``event`` is itself redacted, with the failing values withheld (null);
+* dead letters carried from earlier steps with a decoded ``event`` are redacted the same way;
+  dead letters of undecodable records keep their original bytes (``raw_dead_letters: keep``)
+  or lose them (``drop``); every dead letter's ``reason`` is scrubbed by the detectors;
+* tombstone markers' keys are redacted with the plan of the table the stream is named after
+  (Kafka topics ``server.schema.table``), leniently.
+
+Counters ``redacted_values{table,column,action}`` (``action`` is the strategy, ``drop``,
+``not-allowed`` or ``detect:<detector>``) are kept in :attr:`RedactStep.metrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cdcflow.metrics import Counters
+from cdcflow.schemas.canonical import event_dict
+from cdcflow.schemas.model import (
+    ChangeEvent,
+    DeadLetter,
+    EventBatch,
+    TableId,
+    Tombstone,
+)
+from cdcflow.transforms.base import Step, StepResult, now_ms
+from cdcflow.transforms.redact.config import RedactConfig
+from cdcflow.transforms.redact.policy import Policy
+from cdcflow.transforms.redact.strategies import RedactionError
+
+COUNTER = "redacted_values"
+
+
+class RedactStep(Step):
+    """Redact personal data in event batches according to a :class:`RedactConfig`.
+
+    The policy is compiled in :meth:`setup` (on the worker) and dropped when pickled; the
+    step's repr and its dead letters never contain a secret or a redacted value.
+    """
+
+    def __init__(self, config: RedactConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.metrics = Counters()
+        self._policy: Policy | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RedactStep(name={self.name!r}, rules={len(self.config.rules)}, "
+            f"tables={len(self.config.tables)})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_policy"] = None
+        return state
+
+    def setup(self) -> None:
+        """Compile the policy (detectors, strategies, secrets as bytes)."""
+        if self._policy is None:
+            self._policy = Policy(self.config)
+
+    @property
+    def policy(self) -> Policy:
+        """The compiled policy (compiled on first use)."""
+        if self._policy is None:
+            self.setup()
+        assert self._policy is not None
+        return self._policy
+
+    def process(self, batch: EventBatch) -> StepResult:
+        """Redact one batch; never raises for a bad event (it becomes a redacted dead letter)."""
+        policy = self.policy
+        events: list[ChangeEvent] = []
+        dead: list[DeadLetter] = []
+        append = events.append
+        for event in batch.events:
+            plan = policy.for_table(event.table)
+            if plan.identity:
+                append(event)
+                continue
+            try:
+                append(plan.redact_event(event))
+            except RedactionError as exc:
+                dead.append(self._dead_letter(plan.redact_event_lenient(event), exc))
+        markers = batch.markers
+        if markers and any(isinstance(m, Tombstone) and m.key for m in markers):
+            markers = [self._tombstone(m, batch.stream) for m in markers]
+        carried = batch.dead_letters
+        if carried:
+            carried = [self._redact_letter(letter) for letter in carried]
+        out = msgspec.structs.replace(batch, events=events, markers=markers, dead_letters=carried)
+        self._flush_counts()
+        return StepResult(batch=out, dead_letters=dead)
+
+    def _dead_letter(self, redacted: ChangeEvent, error: RedactionError) -> DeadLetter:
+        return DeadLetter(
+            step=self.name,
+            reason=self.policy.scrub_text(str(error)),
+            error_type=type(error).__name__,
+            position=redacted.position,
+            event=event_dict(redacted),
+            failed_at_ms=now_ms(),
+        )
+
+    def _tombstone(self, marker: Any, stream: str) -> Any:
+        if not isinstance(marker, Tombstone) or not marker.key:
+            return marker
+        plan = self.policy.for_table(TableId.parse(stream))
+        if plan.identity:
+            return marker
+        return msgspec.structs.replace(marker, key=plan.lenient(marker.key))
+
+    def _redact_letter(self, letter: DeadLetter) -> DeadLetter:
+        policy = self.policy
+        changes: dict[str, Any] = {}
+        if self.config.scan_dead_letter_reasons and letter.reason:
+            scrubbed = policy.scrub_text(letter.reason)
+            if scrubbed != letter.reason:
+                changes["reason"] = scrubbed
+        if letter.event is not None:
+            changes["event"] = self._redact_event_dict(letter.event)
+        elif self.config.raw_dead_letters == "drop" and (
+            letter.value is not None or letter.key is not None
+        ):
+            changes["value"] = None
+            changes["key"] = None
+            changes["reason"] = (
+                f"{letter.error_type} in step {letter.step}: reason and original bytes withheld "
+                "(redact raw_dead_letters: drop)"
+            )
+        return msgspec.structs.replace(letter, **changes) if changes else letter
+
+    def _redact_event_dict(self, event: dict[str, Any]) -> dict[str, Any]:
+        table = event.get("table")
+        if not isinstance(table, str):
+            return event
+        plan = self.policy.for_name(table)
+        if plan.identity:
+            return event
+        out = dict(event)
+        for part in ("key", "before", "after"):
+            out[part] = plan.lenient(event.get(part))
+        unavailable = event.get("unavailable")
+        if isinstance(unavailable, list):
+            out["unavailable"] = list(plan.unavailable(tuple(unavailable)))
+        return out
+
+    def _flush_counts(self) -> None:
+        for (table, column, action), count in self.policy.drain_counts():
+            self.metrics.inc(
+                COUNTER, (("table", table), ("column", column), ("action", action)), count
+            )
