@@ -199,7 +199,7 @@ def run(count: int, batch_size: int, with_schema: bool) -> dict[str, float]:
     sample = step.process(batches[0]).batch.events[0]
     assert isinstance(sample, ChangeEvent)
     return {"messages": count, "bytes": mean_size, "wall": wall, "cpu": cpu,
-            "rate": count / wall}
+            "rate": count / wall, "cpu_rate": count / cpu}
 
 
 def main() -> None:
@@ -210,8 +210,8 @@ def main() -> None:
     print(f"decoding {args.messages} PostgreSQL envelopes in batches of {args.batch}")
     for label, with_schema in (("without schema block", False), ("with schema block", True)):
         r = run(args.messages, args.batch, with_schema)
-        print(f"{label:22s} {r['rate']:>10,.0f} msg/s  mean value {r['bytes']:,} B  "
-              f"wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
+        print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
+              f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS {peak_kb / 1024:.0f} MB (includes the generated input)")
 

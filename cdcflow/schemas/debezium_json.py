@@ -52,9 +52,8 @@ from cdcflow.schemas.model import (
 _PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="
 _PLACEHOLDER_LIST = [UNAVAILABLE_PLACEHOLDER]
 _OPS = {op.value: op for op in Op}
-_COMMON_SOURCE_KEYS = frozenset(
-    {"version", "connector", "name", "ts_ms", "snapshot", "db", "schema", "table", "collection"}
-)
+_PLACEHOLDER_BYTES = UNAVAILABLE_PLACEHOLDER.encode()
+_PLACEHOLDER_B64_BYTES = _PLACEHOLDER_B64.encode()
 _SCHEMA_CACHE_LIMIT = 4096
 
 TombstoneHandling = Literal["marker", "delete"]
@@ -83,6 +82,7 @@ _wrapped_decoder = msgspec.json.Decoder(_Wrapped)
 _wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey)
 _any_decoder = msgspec.json.Decoder()
 _NULL = msgspec.Raw(b"null")
+_WRAPPER_KEYS = frozenset({"schema", "payload"})
 _UNPARSED = object()
 
 RowConverter = Callable[[dict[str, Any]], None]
@@ -260,28 +260,47 @@ def _compile_value_schema(raw: bytes) -> _CompiledSchema:
     )
 
 
+_SNAPSHOT_VALUES = frozenset(
+    {
+        "true",
+        "false",
+        "first",
+        "last",
+        "first_in_data_collection",
+        "last_in_data_collection",
+        "incremental",
+    }
+)
+
+
 def _normalise_snapshot(value: Any) -> str | None:
     if value is None:
         return None
+    if value in _SNAPSHOT_VALUES and type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).lower()
 
 
 def _source_info(source: Any) -> SourceInfo:
-    if not isinstance(source, dict):
+    """Normalise a ``source`` block; every field that is not a common one goes to ``native``."""
+    if type(source) is not dict:
         return SourceInfo()
-    native = {k: v for k, v in source.items() if k not in _COMMON_SOURCE_KEYS}
-    ts_ms = source.get("ts_ms")
+    native = source.copy()
+    pop = native.pop
+    ts_ms = pop("ts_ms", None)
+    table = pop("table", None)
+    collection = pop("collection", None)
     return SourceInfo(
-        connector=source.get("connector"),
-        name=source.get("name"),
-        ts_ms=ts_ms if isinstance(ts_ms, int) else None,
-        snapshot=_normalise_snapshot(source.get("snapshot")),
-        database=source.get("db"),
-        schema=source.get("schema"),
-        table=source.get("table") or source.get("collection"),
-        version=source.get("version"),
+        connector=pop("connector", None),
+        name=pop("name", None),
+        ts_ms=ts_ms if type(ts_ms) is int else None,
+        snapshot=_normalise_snapshot(pop("snapshot", None)),
+        database=pop("db", None),
+        schema=pop("schema", None),
+        table=table or collection,
+        version=pop("version", None),
         native=native,
     )
 
@@ -334,6 +353,8 @@ class DebeziumJsonDecoder:
         self._key_schemas: dict[bytes, RowConverter | None] = {}
         self._key_column_cache: dict[TableId, tuple[str, ...] | None] = {}
         self._last_raw: msgspec.Raw = msgspec.Raw(b"")
+        self._table_ids: dict[tuple[str | None, str | None, str], TableId] = {}
+        self._maybe_unavailable = True
         self._last_compiled: _CompiledSchema | None = None
 
     # -- public API -----------------------------------------------------------------------
@@ -356,28 +377,54 @@ class DebeziumJsonDecoder:
             return self._tombstone(position, decoded_key, topic)
         compiled: _CompiledSchema | None = None
         payload: Any = _UNPARSED
-        if b'"payload"' in value:
-            try:
-                wrapped = _wrapped_decoder.decode(value)
-            except msgspec.ValidationError:
-                wrapped = None  # valid JSON but not an object: reported below
-            except msgspec.DecodeError as exc:
-                raise DecodeError(_json_reason(exc, value)) from None
-            if wrapped is not None and wrapped.payload is not msgspec.UNSET and wrapped.schema:
+        scan_from = 0
+        if value.startswith(b'{"schema"'):
+            # Kafka Connect's JsonConverter writes the schema first: the common case.
+            wrapped = self._unwrap(value)
+            if wrapped is not None:
                 payload = wrapped.payload
                 if payload is None:
                     return self._tombstone(position, decoded_key, topic)
                 if wrapped.schema != _NULL:
                     compiled = self._compile(wrapped.schema)
+                scan_from = len(wrapped.schema)
         if payload is _UNPARSED:
             payload = self._parse(value)
             if payload is None:
                 return self._tombstone(position, decoded_key, topic)
-        if not isinstance(payload, dict):
+            if type(payload) is dict and len(payload) == 2 and payload.keys() == _WRAPPER_KEYS:
+                # A wrapper in another field order (or with whitespace): decode it properly.
+                wrapped = self._unwrap(value)
+                assert wrapped is not None
+                payload = wrapped.payload
+                if payload is None:
+                    return self._tombstone(position, decoded_key, topic)
+                if wrapped.schema != _NULL:
+                    compiled = self._compile(wrapped.schema)
+        if type(payload) is not dict:
             raise DecodeError(
                 f"a Debezium message must be a JSON object, got {type(payload).__name__}"
             )
+        # One scan of the bytes (past the schema block) tells whether any row image can hold
+        # a TOAST placeholder; row images are only searched when it says so.
+        self._maybe_unavailable = (
+            value.find(_PLACEHOLDER_BYTES, scan_from) >= 0
+            or value.find(_PLACEHOLDER_B64_BYTES, scan_from) >= 0
+        )
         return self._interpret(payload, compiled, position, decoded_key, topic)
+
+    @staticmethod
+    def _unwrap(value: bytes) -> _Wrapped | None:
+        """Decode a ``{"schema": ..., "payload": ...}`` wrapper; None when it is not one."""
+        try:
+            wrapped = _wrapped_decoder.decode(value)
+        except msgspec.ValidationError:
+            return None  # valid JSON, but not an object: reported by the caller
+        except msgspec.DecodeError as exc:
+            raise DecodeError(_json_reason(exc, value)) from None
+        if wrapped.payload is msgspec.UNSET or not wrapped.schema:
+            return None
+        return wrapped
 
     def decode_key(self, key: bytes) -> dict[str, Any] | None:
         """Decode a Debezium message key (a struct, optionally schema-wrapped) into a dict.
@@ -440,6 +487,7 @@ class DebeziumJsonDecoder:
         ``is_envelope`` forces the envelope/unwrapped decision when the codec knows it.
         """
         compiled = None
+        self._maybe_unavailable = True
         if table_schema is not None or is_envelope is not None:
             envelope = is_envelope if is_envelope is not None else "op" in payload
             compiled = _CompiledSchema(
@@ -567,12 +615,14 @@ class DebeziumJsonDecoder:
             raise DecodeError(f"'after' must be an object or null, got {type(after).__name__}")
         unavailable: tuple[str, ...] = ()
         converter = compiled.row_converter if compiled is not None else None
+        check = self._maybe_unavailable
         if after is not None:
-            unavailable = _take_unavailable(after)
+            if check:
+                unavailable = _take_unavailable(after)
             if converter is not None:
                 converter(after)
         if before is not None:
-            missing_before = _take_unavailable(before)
+            missing_before = _take_unavailable(before) if check else ()
             if converter is not None:
                 converter(before)
             if op is Op.DELETE:
@@ -626,7 +676,7 @@ class DebeziumJsonDecoder:
         topic: str | None,
     ) -> ChangeEvent:
         meta = {name[2:]: row.pop(name) for name in [n for n in row if n.startswith("__")]}
-        unavailable = _take_unavailable(row)
+        unavailable = _take_unavailable(row) if self._maybe_unavailable else ()
         if compiled is not None and compiled.row_converter is not None:
             compiled.row_converter(row)
         deleted = meta.pop("deleted", None)
@@ -678,10 +728,16 @@ class DebeziumJsonDecoder:
             meta=meta,
         )
 
-    @staticmethod
-    def _table_id(source: SourceInfo, topic: str | None) -> TableId:
+    def _table_id(self, source: SourceInfo, topic: str | None) -> TableId:
         if source.table:
-            return TableId(database=source.database, schema=source.schema, table=source.table)
+            ident = (source.database, source.schema, source.table)
+            found = self._table_ids.get(ident)
+            if found is None:
+                if len(self._table_ids) >= _SCHEMA_CACHE_LIMIT:
+                    self._table_ids.clear()
+                found = TableId(database=ident[0], schema=ident[1], table=ident[2])
+                self._table_ids[ident] = found
+            return found
         if topic:
             return TableId.parse(topic)
         raise DecodeError(

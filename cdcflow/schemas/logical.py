@@ -8,7 +8,6 @@ never calls a converter with ``None``).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import decimal
@@ -51,14 +50,17 @@ def _fail(logical: str, value: Any, why: str) -> DecodeError:
     return DecodeError(f"cannot decode {logical} value {shown}: {why}")
 
 
+_a2b = binascii.a2b_base64
+
+
 def _as_bytes(value: Any, logical: str) -> bytes:
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, str):
+    if type(value) is str:
         try:
-            return base64.b64decode(value, validate=True)
+            return _a2b(value, strict_mode=True)
         except (binascii.Error, ValueError) as exc:
             raise _fail(logical, value, "not valid base64") from exc
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
     raise _fail(logical, value, "expected base64 text or bytes")
 
 
@@ -89,14 +91,17 @@ def decimal_converter(scale: int) -> Converter:
     base64 but is a number (``"12.50"``, ``"-3"``) and JSON numbers are taken as the value
     itself, for producers that already rendered the decimal.
     """
+    exponent = -scale
+    exact = _EXACT
+    from_bytes = int.from_bytes
 
     def convert(value: Any) -> Decimal:
-        if isinstance(value, str):
+        if type(value) is str:
             try:
-                raw = base64.b64decode(value, validate=True)
+                raw = _a2b(value, strict_mode=True)
             except (binascii.Error, ValueError):
                 return _numeric_text(value)
-            return unscaled_to_decimal(raw, scale)
+            return Decimal(from_bytes(raw, "big", signed=True)).scaleb(exponent, exact)
         if isinstance(value, (bytes, bytearray)):
             return unscaled_to_decimal(bytes(value), scale)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -126,8 +131,15 @@ def variable_scale_decimal(value: Any) -> Decimal:
     return unscaled_to_decimal(_as_bytes(value["value"], VARIABLE_SCALE_DECIMAL), scale)
 
 
+_timedelta = dt.timedelta
+_fromordinal = dt.date.fromordinal
+_EPOCH_ORDINAL = EPOCH_DATE.toordinal()
+
+
 def days_to_date(value: Any) -> dt.date:
     """``io.debezium.time.Date`` / ``org.apache.kafka.connect.data.Date``: days since epoch."""
+    if type(value) is int and -719_162 <= value <= 2_932_896:
+        return _fromordinal(_EPOCH_ORDINAL + value)
     days = _as_int(value, DBZ_DATE)
     try:
         return EPOCH_DATE + dt.timedelta(days=days)
@@ -139,10 +151,7 @@ def _micros_to_time(micros: int, logical: str) -> dt.time:
     if not 0 <= micros < 86_400_000_000:
         # 24:00:00 (PostgreSQL allows it) and negative values have no Python time.
         raise _fail(logical, micros, "time of day out of range 00:00:00..23:59:59.999999")
-    seconds, micro = divmod(micros, 1_000_000)
-    minutes, second = divmod(seconds, 60)
-    hour, minute = divmod(minutes, 60)
-    return dt.time(hour, minute, second, micro)
+    return (EPOCH + dt.timedelta(0, 0, micros)).time()
 
 
 def millis_to_time(value: Any) -> dt.time:
@@ -152,6 +161,8 @@ def millis_to_time(value: Any) -> dt.time:
 
 def micros_to_time(value: Any) -> dt.time:
     """``io.debezium.time.MicroTime``: microseconds of the day."""
+    if type(value) is int and 0 <= value < 86_400_000_000:
+        return (EPOCH + _timedelta(0, 0, value)).time()
     return _micros_to_time(_as_int(value, DBZ_MICRO_TIME), DBZ_MICRO_TIME)
 
 
@@ -162,7 +173,7 @@ def nanos_to_time(value: Any) -> dt.time:
 
 def _micros_to_datetime(micros: int, logical: str) -> dt.datetime:
     try:
-        return EPOCH + dt.timedelta(microseconds=micros)
+        return EPOCH + dt.timedelta(0, 0, micros)
     except OverflowError as exc:
         raise _fail(logical, micros, "timestamp out of range (years 1..9999)") from exc
 
@@ -172,8 +183,15 @@ def millis_to_datetime(value: Any) -> dt.datetime:
     return _micros_to_datetime(_as_int(value, DBZ_TIMESTAMP) * 1000, DBZ_TIMESTAMP)
 
 
+#: The µs range of Python datetimes (0001-01-01 .. 9999-12-31T23:59:59.999999) around the epoch.
+_MIN_MICROS = -62_135_596_800_000_000
+_MAX_MICROS = 253_402_300_799_999_999
+
+
 def micros_to_datetime(value: Any) -> dt.datetime:
     """``io.debezium.time.MicroTimestamp``: µs since epoch, naive."""
+    if type(value) is int and _MIN_MICROS <= value <= _MAX_MICROS:
+        return EPOCH + _timedelta(0, 0, value)
     return _micros_to_datetime(_as_int(value, DBZ_MICRO_TIMESTAMP), DBZ_MICRO_TIMESTAMP)
 
 
@@ -183,6 +201,7 @@ def nanos_to_datetime(value: Any) -> dt.datetime:
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
+_fromisoformat = dt.datetime.fromisoformat
 
 
 def zoned_timestamp(value: Any) -> dt.datetime:
@@ -191,13 +210,20 @@ def zoned_timestamp(value: Any) -> dt.datetime:
     Fractions beyond microseconds are truncated. The result is converted to UTC so equal
     instants compare and encode equally.
     """
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise _fail(DBZ_ZONED_TIMESTAMP, value, "expected ISO-8601 text")
     try:
-        parsed = dt.datetime.fromisoformat(_FRACTION.sub(r"\1", value))
-    except ValueError as exc:
-        raise _fail(DBZ_ZONED_TIMESTAMP, value, "not an ISO-8601 timestamp") from exc
-    if parsed.tzinfo is None:
+        # Python 3.11+ truncates fractions beyond microseconds itself.
+        parsed = _fromisoformat(value)
+    except ValueError:
+        try:
+            parsed = _fromisoformat(_FRACTION.sub(r"\1", value))
+        except ValueError as exc:
+            raise _fail(DBZ_ZONED_TIMESTAMP, value, "not an ISO-8601 timestamp") from exc
+    zone = parsed.tzinfo
+    if zone is UTC:
+        return parsed
+    if zone is None:
         raise _fail(DBZ_ZONED_TIMESTAMP, value, "no zone offset")
     return parsed.astimezone(UTC)
 
