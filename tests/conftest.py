@@ -16,6 +16,7 @@ pytest_plugins: list[str] = [
     "tests.servers.schema_registry",
     "tests.servers.postgres",
     "tests.servers.clickhouse",
+    "tests.servers.flink",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
