@@ -760,3 +760,22 @@ def test_decode_payload_interprets_native_values() -> None:
     assert row.after == {"id": 2, "op": "x"} and row.schema == schema
     marker = decoder.decode_payload({"status": "END", "id": "1", "event_count": 3}, pos())
     assert isinstance(marker, TransactionMarker) and marker.event_count == 3
+
+
+def test_wrapper_in_any_field_order_and_layout() -> None:
+    original = json.loads(lines("postgres/with_schema.jsonl")[0])
+    expected = change(DebeziumJsonDecoder().decode(lines("postgres/with_schema.jsonl")[0], pos()))
+    payload_first = json.dumps({"payload": original["payload"], "schema": original["schema"]})
+    pretty = json.dumps(original, indent=2)
+    for text in (payload_first, pretty, " " + json.dumps(original)):
+        event = change(DebeziumJsonDecoder().decode(text.encode(), pos()))
+        assert event.after == PRODUCT_AFTER == expected.after
+        assert event.schema is not None and event.schema.name == "shop.public.products.Value"
+
+
+def test_placeholder_text_in_the_schema_block_does_not_hide_values() -> None:
+    original = json.loads(lines("postgres/with_schema.jsonl")[0])
+    original["schema"]["fields"][1]["fields"][1]["default"] = "__debezium_unavailable_value"
+    event = change(DebeziumJsonDecoder().decode(json.dumps(original).encode(), pos()))
+    assert event.unavailable == ()
+    assert event.after == PRODUCT_AFTER
