@@ -551,6 +551,9 @@ class DebeziumJsonDecoder:
     ) -> Decoded:
         if compiled is not None:
             kind = compiled.kind
+            if kind == "row":
+                # A schema name we do not know: the fields still tell markers from rows.
+                kind = _guess_kind(payload)
         elif "op" in payload and ("source" in payload or "after" in payload or "before" in payload):
             kind = "envelope"
         else:

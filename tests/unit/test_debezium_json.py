@@ -779,3 +779,21 @@ def test_placeholder_text_in_the_schema_block_does_not_hide_values() -> None:
     event = change(DebeziumJsonDecoder().decode(json.dumps(original).encode(), pos()))
     assert event.unavailable == ()
     assert event.after == PRODUCT_AFTER
+
+
+def test_markers_under_unknown_schema_names_are_still_markers() -> None:
+    schema = {
+        "type": "struct",
+        "name": "some.older.TransactionValue",
+        "fields": [
+            {"type": "string", "optional": False, "field": "status"},
+            {"type": "string", "optional": False, "field": "id"},
+            {"type": "int64", "optional": True, "field": "event_count"},
+        ],
+    }
+    value = json.dumps(
+        {"schema": schema, "payload": {"status": "END", "id": "9", "event_count": 1}}
+    )
+    marker = DebeziumJsonDecoder().decode(value.encode(), pos())
+    assert isinstance(marker, TransactionMarker)
+    assert (marker.status, marker.id, marker.event_count) == ("END", "9", 1)
