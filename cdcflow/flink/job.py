@@ -42,8 +42,8 @@ def _python_path() -> str:
     return os.pathsep.join(seen)
 
 
-def flink_configuration(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:
-    """The Flink configuration of the job; with ``master`` it targets that remote cluster."""
+def flink_configuration(spec: JobSpec) -> Any:
+    """The Flink configuration of the job."""
     options = spec.options
     conf = Configuration()
     conf.set_string("python.execution-mode", "thread")
@@ -56,10 +56,6 @@ def flink_configuration(spec: JobSpec, master: tuple[str, int] | None = None) ->
     conf.set_string("restart-strategy.type", "fixed-delay")
     conf.set_string("restart-strategy.fixed-delay.attempts", str(options.restart_attempts))
     conf.set_string("restart-strategy.fixed-delay.delay", f"{options.restart_delay_ms} ms")
-    if master is not None:
-        conf.set_string("execution.target", "remote")
-        conf.set_string("rest.address", master[0])
-        conf.set_string("rest.port", str(master[1]))
     for key, value in options.config.items():
         conf.set_string(key, value)
     return conf
@@ -140,8 +136,23 @@ def build(env: Any, spec: JobSpec) -> None:
 
 
 def environment(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:
-    """A StreamExecutionEnvironment for ``spec`` (local mini cluster, or ``master``)."""
-    return StreamExecutionEnvironment.get_execution_environment(flink_configuration(spec, master))
+    """A StreamExecutionEnvironment for ``spec``: local mini cluster, or the cluster at ``master``.
+
+    PyFlink's ``get_execution_environment`` always runs locally outside ``flink run``, so the
+    remote environment is created through the Java API (``createRemoteEnvironment``) with the
+    REST endpoint ``master``.
+    """
+    conf = flink_configuration(spec)
+    if master is None:
+        return StreamExecutionEnvironment.get_execution_environment(conf)
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    jvm = gateway.jvm
+    jars = gateway.new_array(jvm.String, 0)
+    java_env = jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+    j_env = java_env.createRemoteEnvironment(master[0], master[1], conf._j_configuration, jars)
+    return StreamExecutionEnvironment(j_env)
 
 
 def start(spec: JobSpec, master: tuple[str, int] | None = None) -> Any:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdcflow.errors import ConfigError
+from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.flink.options import FlinkOptions, resolve_jars
 from cdcflow.io.base import PartitionKey
 from cdcflow.pipelines.config import PipelineConfig
@@ -160,7 +160,7 @@ def prepare_job(
         for writer in plan.writers:
             problems.extend(writer.check())
         if problems:
-            raise ConfigError("\n".join(problems))
+            raise CdcflowError("\n".join(problems))
         partitions = plan.source.partitions()
         resume: dict[PartitionKey, int] = resume_offsets(plan.writers, partitions)
         starts = plan.source.start_offsets(resume)  # type: ignore[attr-defined]
