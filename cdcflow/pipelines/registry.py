@@ -25,6 +25,7 @@ _BUILTINS: dict[tuple[str, str], str] = {
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
     ("sink", "null"): "cdcflow.io.null:NullSinkConfig",
     ("sink", "postgres"): "cdcflow.io.postgres:PostgresSinkConfig",
+    ("sink", "clickhouse"): "cdcflow.io.clickhouse:ClickHouseSinkConfig",
     ("dead_letter", "file"): "cdcflow.io.files:DeadLetterFileConfig",
     ("dead_letter", "kafka"): "cdcflow.io.kafka_dead_letters:DeadLetterKafkaConfig",
 }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -174,6 +175,16 @@ class ClickHouseServer:
         """Stop the server."""
         if self._process is not None:
             self._process.stop(timeout=30)
+            self._process = None
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL (a crash); ``start`` brings it back on the same ports."""
+        if self._process is not None and self._process.process is not None:
+            try:
+                os.killpg(self._process.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._process.process.wait(timeout=30)
             self._process = None
 
     def tail(self) -> str:

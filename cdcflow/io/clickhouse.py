@@ -1,0 +1,591 @@
+"""ClickHouse: an idempotent sink with exactly-once effect, via clickhouse-driver (native protocol).
+
+Tables
+    Each source table lands in ``<database>.<table>`` (``table_map`` overrides, ``tables``
+    filters by glob), created as::
+
+        CREATE TABLE db.t (<columns>, _version UInt64, _deleted UInt8)
+        ENGINE = ReplacingMergeTree(_version) ORDER BY (<primary key>)
+
+    plus a view ``db.t_current`` (suffix ``view_suffix``) that reads the current rows::
+
+        CREATE VIEW db.t_current AS SELECT <columns>, _version FROM db.t FINAL WHERE _deleted = 0
+
+    ``_version`` is the event's source offset, so a replay rewrites identical versions and
+    ``FINAL`` (or a background merge) keeps one row per key: the latest. A delete writes a row
+    with ``_deleted = 1``. Columns are typed by :mod:`cdcflow.io.ch_types` (``DateTime64`` where
+    the server has it); a column that appears later is added with ``ALTER TABLE ... ADD COLUMN``
+    (and the view is re-created).
+
+Writing a batch
+    Events at or below the sink's stored position are skipped; within a batch only the last row
+    per key is inserted (its version is the highest). Columns the source did not send
+    (:attr:`ChangeEvent.unavailable`) are filled from the previous event of the key in the batch,
+    or from the stored row (``argMax`` over versions below the batch), else NULL. ``t`` events
+    run ``TRUNCATE TABLE`` (``truncate: apply``) or are ignored. One ``INSERT`` per table, then
+    the position is inserted into ``cdcflow_offsets`` (a ReplacingMergeTree on the offset):
+    positions are written **after** the data, so a crash in between replays the batch, which
+    is harmless.
+
+Failures
+    Values are checked before sending (integer ranges, Date/DateTime ranges, decimal precision):
+    a row that does not fit becomes a dead letter with the reason. Transient errors (network,
+    ``TOO_MANY_PARTS``, memory limit, too many queries) are retried with backoff
+    (:mod:`cdcflow.io.retry`); after the limit the write raises
+    :class:`~cdcflow.errors.TransientSinkError` and the position is not advanced.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, model_validator
+
+from cdcflow.errors import SinkError, missing_extra
+from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.io.ch_types import ch_type, ch_type_for_value, converter, nullable
+from cdcflow.io.retry import RetryPolicy, call_with_retry, clickhouse_is_transient
+from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
+from cdcflow.transforms.base import event_dead_letter
+
+if TYPE_CHECKING:
+    from clickhouse_driver import Client
+
+log = logging.getLogger(__name__)
+
+VERSION_COLUMN = "_version"
+DELETED_COLUMN = "_deleted"
+_META = (VERSION_COLUMN, DELETED_COLUMN)
+_DUPLICATE_COLUMN = 15
+_FILL = "\x00fill"  # marks a row whose missing columns are read from the stored row
+#: First ClickHouse release with DateTime64.
+DATETIME64_SINCE = (20, 1)
+
+
+def quote(identifier: str) -> str:
+    """Quote a ClickHouse identifier with backticks."""
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def qualified(database: str, table: str) -> str:
+    """```db`.`table```."""
+    return f"{quote(database)}.{quote(table)}"
+
+
+def create_table_sql(target: str, columns: Sequence[tuple[str, str]], key: Sequence[str]) -> str:
+    """The ReplacingMergeTree DDL: ``columns`` are ``(name, type)``, key columns not Nullable."""
+    parts = [f"{quote(name)} {sql_type}" for name, sql_type in columns]
+    parts += [f"{quote(VERSION_COLUMN)} UInt64", f"{quote(DELETED_COLUMN)} UInt8"]
+    order = ", ".join(quote(c) for c in key)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {target} (" + ", ".join(parts) + ") "
+        f"ENGINE = ReplacingMergeTree({quote(VERSION_COLUMN)}) ORDER BY ({order})"
+    )
+
+
+def view_sql(view: str, target: str, columns: Sequence[str]) -> str:
+    """The view of current rows: ``FINAL`` and not deleted."""
+    selected = ", ".join(quote(c) for c in (*columns, VERSION_COLUMN))
+    return (
+        f"CREATE VIEW IF NOT EXISTS {view} AS SELECT {selected} FROM {target} FINAL "
+        f"WHERE {quote(DELETED_COLUMN)} = 0"
+    )
+
+
+def offsets_ddl(database: str) -> str:
+    """The positions table: one row per write, the highest offset wins."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(database, 'cdcflow_offsets')} ("
+        "pipeline String, sink String, stream String, partition String, "
+        "offset UInt64, updated_at DateTime) "
+        "ENGINE = ReplacingMergeTree(offset) ORDER BY (pipeline, sink, stream, partition)"
+    )
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"18.16.1"`` -> ``(18, 16, 1)`` (non-numeric parts end the tuple)."""
+    parts: list[int] = []
+    for part in text.split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
+
+
+class _Table:
+    """What the writer knows about one target table."""
+
+    def __init__(self, database: str, name: str, columns: dict[str, str]) -> None:
+        self.database = database
+        self.name = name
+        self.columns = columns  # name -> ClickHouse type, in table order
+        self.sql_name = qualified(database, name)
+        self.converters: dict[str, Callable[[Any], Any]] = {
+            c: converter(t) for c, t in columns.items()
+        }
+
+
+class _Pending:
+    """Rows of one table between truncates: the last row per key, with its events."""
+
+    def __init__(self, truncate_first: bool) -> None:
+        self.truncate_first = truncate_first
+        self.rows: dict[tuple[Any, ...], tuple[dict[str, Any], ChangeEvent]] = {}
+
+
+class ClickHouseWriter(Writer):
+    """Write change events to ClickHouse ReplacingMergeTree tables (see the module docstring)."""
+
+    keeps_positions = True
+
+    def __init__(
+        self,
+        name: str,
+        dsn: str,
+        pipeline: str,
+        tables: str | Sequence[str] = "*",
+        table_map: dict[str, str] | None = None,
+        truncate: Literal["apply", "ignore"] = "apply",
+        view_suffix: str = "_current",
+        retry: RetryPolicy | None = None,
+        connect_timeout_s: int = 10,
+    ) -> None:
+        self.name = name
+        self._dsn = dsn
+        self.pipeline = pipeline
+        self.filter = TableFilter(tables)
+        self.table_map = dict(table_map or {})
+        self.truncate = truncate
+        self.view_suffix = view_suffix
+        self.retry = retry or RetryPolicy()
+        self.connect_timeout_s = connect_timeout_s
+        self.database = urlsplit(dsn).path.strip("/") or "default"
+        self._client: Client | None = None
+        self._version: tuple[int, ...] = ()
+        self._tables: dict[tuple[str, str], _Table] = {}
+        self._positions: dict[PartitionKey, int] = {}
+
+    def __repr__(self) -> str:
+        return f"ClickHouseWriter(name={self.name!r}, database={self.database!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state["_tables"] = {}
+        return state
+
+    @property
+    def target(self) -> str:
+        """Where the sink writes, without credentials."""
+        parts = urlsplit(self._dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 9000}/{self.database}"
+
+    @property
+    def has_datetime64(self) -> bool:
+        """True when the server supports DateTime64 (known after ``open``)."""
+        return self._version >= DATETIME64_SINCE
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _connect(self) -> Client:
+        try:
+            from clickhouse_driver import Client
+        except ImportError as exc:
+            raise missing_extra("clickhouse-driver", "clickhouse") from exc
+        if self._client is None:
+            # Connect to "default": the target database may not exist yet.
+            self._client = Client.from_url(
+                urlunsplit(urlsplit(self._dsn)._replace(path="/default"))
+            )
+            self._client.connection.connect_timeout = self.connect_timeout_s
+        return self._client
+
+    def _execute(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
+        return self._connect().execute(sql, params, **kwargs)
+
+    def open(self) -> None:
+        """Connect, create the database and positions table, read positions and the version."""
+
+        def prepare() -> None:
+            self._version = parse_version(str(self._execute("SELECT version()")[0][0]))
+            self._execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
+            self._execute(offsets_ddl(self.database))
+            rows = self._execute(
+                f"SELECT stream, partition, max(offset) FROM "
+                f"{qualified(self.database, 'cdcflow_offsets')} "
+                "WHERE pipeline = %(pipeline)s AND sink = %(sink)s GROUP BY stream, partition",
+                {"pipeline": self.pipeline, "sink": self.name},
+            )
+            self._positions = {(str(s), str(p)): int(o) for s, p, o in rows}
+
+        self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
+
+    def close(self) -> None:
+        """Disconnect."""
+        if self._client is not None:
+            try:
+                self._client.disconnect()
+            finally:
+                self._client = None
+        self._tables.clear()
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink."""
+        return dict(self._positions)
+
+    def check(self) -> list[str]:
+        """Connectivity and write permission."""
+        try:
+            readonly = self._execute("SELECT value FROM system.settings WHERE name = 'readonly'")
+        except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
+            self.close()
+            return [f"sink {self.name!r}: cannot reach ClickHouse at {self.target}: {exc}"]
+        self.close()
+        if readonly and str(readonly[0][0]) not in ("0", ""):
+            return [f"sink {self.name!r}: the ClickHouse user is read-only at {self.target}"]
+        return []
+
+    def describe(self) -> list[str]:
+        """Current row counts per table (``FINAL``, not deleted)."""
+        names = [
+            r[0]
+            for r in self._execute(
+                "SELECT name FROM system.tables WHERE database = %(db)s AND "
+                "engine = 'ReplacingMergeTree' AND name != 'cdcflow_offsets' ORDER BY name",
+                {"db": self.database},
+            )
+        ]
+        lines = [f"sink {self.name!r}: ClickHouse {self.target}"]
+        for name in names[:50]:
+            count = self._execute(
+                f"SELECT count() FROM {qualified(self.database, name)} FINAL "
+                f"WHERE {quote(DELETED_COLUMN)} = 0"
+            )
+            lines.append(f"  {name}: {count[0][0]} current rows")
+        return lines
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def write(
+        self, batch: EventBatch, on_rejected: RejectHandler | None = None
+    ) -> list[DeadLetter]:
+        """Write one batch, then its position (retried when the failure is transient)."""
+        key = batch.partition_key
+        committed = self._positions.get(key, -1)
+        if batch.last_offset <= committed:
+            return []
+        events = [e for e in batch.events if e.position.offset > committed and self.filter(e.table)]
+        what = f"sink {self.name!r}: write of {key[0]}/{key[1]} up to offset {batch.last_offset}"
+        dead: list[DeadLetter] = self._with_retry(lambda: self._apply(events), what)
+        if dead and on_rejected is not None:
+            on_rejected(dead)
+            dead = []
+
+        def store() -> None:
+            self._execute(
+                f"INSERT INTO {qualified(self.database, 'cdcflow_offsets')} "
+                "(pipeline, sink, stream, partition, offset, updated_at) VALUES",
+                [
+                    (
+                        self.pipeline,
+                        self.name,
+                        key[0],
+                        key[1],
+                        batch.last_offset,
+                        dt.datetime.now(dt.UTC).replace(microsecond=0),
+                    )
+                ],
+            )
+
+        self._with_retry(store, what)
+        self._positions[key] = batch.last_offset
+        return dead
+
+    def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(
+            operation, clickhouse_is_transient, self.retry, what, on_retry=self._reset
+        )
+
+    def _reset(self, _error: BaseException) -> None:
+        client, self._client = self._client, None
+        self._tables.clear()
+        if client is not None:
+            try:
+                client.disconnect()
+            except Exception:  # the connection is broken anyway
+                log.debug("disconnecting a broken client failed", exc_info=True)
+
+    def target_table(self, table: TableId) -> tuple[str, str]:
+        """The ``(database, table)`` a source table lands in."""
+        mapped = self.table_map.get(str(table))
+        if mapped:
+            if "." in mapped:
+                database, _, name = mapped.partition(".")
+                return database, name
+            return self.database, mapped
+        return self.database, table.table
+
+    def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
+        return event_dead_letter(f"sink:{self.name}", event, error)
+
+    def _apply(self, events: list[ChangeEvent]) -> list[DeadLetter]:
+        """Insert the rows of ``events`` (idempotent: safe to run again after a failure)."""
+        groups: dict[tuple[str, str], list[ChangeEvent]] = {}
+        for event in events:
+            groups.setdefault(self.target_table(event.table), []).append(event)
+        dead: list[DeadLetter] = []
+        for target, table_events in groups.items():
+            dead.extend(self._apply_table(target, table_events))
+        return dead
+
+    def _apply_table(self, target: tuple[str, str], events: list[ChangeEvent]) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        rows = [e for e in events if e.op is not Op.TRUNCATE]
+        key_columns = _key_columns(rows)
+        table = self._known(target)
+        if rows:
+            if table is None and not key_columns:
+                problem = SinkError(
+                    f"no primary key known for {rows[0].table}: the messages carry no key; send "
+                    "Debezium message keys or set source.key_columns for this table"
+                )
+                return [self._dead(e, problem) for e in rows]
+            table = self._ensure_table(target, rows, key_columns)
+        if table is None:
+            return []
+        segments = [_Pending(False)]
+        for event in events:
+            if event.op is Op.TRUNCATE:
+                if self.truncate == "apply":
+                    segments.append(_Pending(True))
+                continue
+            try:
+                key, row = self._row(event, table, key_columns)
+            except (SinkError, TypeError, ValueError) as exc:
+                dead.append(self._dead(event, exc))
+                continue
+            segment = segments[-1]
+            previous = segment.rows.get(key)
+            if previous is not None and not previous[0][DELETED_COLUMN]:
+                earlier = previous[0]
+                merged = {c: v for c, v in earlier.items() if c not in _META}
+                merged.update(row)
+                row = merged
+            elif previous is None and not segment.truncate_first and event.op is not Op.DELETE:
+                row[_FILL] = any(c not in row for c in table.columns if c not in _META)
+            segment.rows[key] = (row, event)
+        for segment in segments:
+            if segment.truncate_first:
+                self._execute(f"TRUNCATE TABLE {table.sql_name}")
+            if segment.rows:
+                self._fill_unavailable(table, key_columns, segment, events[0].position.offset)
+                dead.extend(self._insert(table, segment))
+        return dead
+
+    def _row(
+        self, event: ChangeEvent, table: _Table, key_columns: tuple[str, ...]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        source = event.row
+        if source is None and event.op is Op.DELETE:
+            source = event.key
+        if source is None:
+            raise SinkError(f"{event.op.value!r} event for {event.table} has no row image")
+        event_key = event.key or {}
+        key: list[Any] = []
+        for column in key_columns:
+            value = event_key.get(column, source.get(column))
+            if value is None:
+                raise SinkError(f"key column {column!r} is missing or null")
+            key.append(value)
+        row = dict(source) if event.op is not Op.DELETE else {}
+        row.update(zip(key_columns, key, strict=True))
+        row[VERSION_COLUMN] = event.position.offset
+        row[DELETED_COLUMN] = 1 if event.op is Op.DELETE else 0
+        return tuple(key), row
+
+    def _fill_unavailable(
+        self, table: _Table, key_columns: tuple[str, ...], segment: _Pending, below: int
+    ) -> None:
+        """Fill unavailable columns from the stored rows (versions below this batch)."""
+        wanted: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for key, (row, _event) in segment.rows.items():
+            if row.pop(_FILL, False):
+                wanted[key] = row
+        if not wanted:
+            return
+        fill = [c for c in table.columns if c not in _META and c not in key_columns]
+        if not fill:
+            return
+        keys_sql = ", ".join(quote(c) for c in key_columns)
+        keys_param: Any = tuple(k[0] for k in wanted) if len(key_columns) == 1 else tuple(wanted)
+        selected = ", ".join(quote(c) for c in (*fill, DELETED_COLUMN))
+        found = self._execute(
+            f"SELECT {keys_sql}, argMax(tuple({selected}), {quote(VERSION_COLUMN)}) "
+            f"FROM {table.sql_name} WHERE {quote(VERSION_COLUMN)} < %(below)s AND "
+            f"({keys_sql}) IN %(keys)s GROUP BY {keys_sql}",
+            {"below": below, "keys": keys_param},
+        )
+        for record in found:
+            key = tuple(record[: len(key_columns)])
+            values = record[len(key_columns)]
+            target = wanted.get(key)
+            if target is None or values[-1]:
+                continue  # unknown key, or the stored row is deleted: stays NULL
+            for column, value in zip(fill, values[:-1], strict=True):
+                if column not in target:
+                    target[column] = value
+
+    def _insert(self, table: _Table, segment: _Pending) -> list[DeadLetter]:
+        dead: list[DeadLetter] = []
+        columns = list(table.columns)
+        values: list[tuple[Any, ...]] = []
+        for row, event in segment.rows.values():
+            try:
+                values.append(tuple(table.converters[c](row.get(c)) for c in columns))
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                column = next((c for c in columns if _fails(table.converters[c], row.get(c))), None)
+                reason = f"column {column!r}: {exc}" if column else str(exc)
+                dead.append(self._dead(event, ValueError(reason)))
+        if values:
+            column_sql = ", ".join(quote(c) for c in columns)
+            self._execute(f"INSERT INTO {table.sql_name} ({column_sql}) VALUES", values)
+        return dead
+
+    # -- tables ---------------------------------------------------------------------------------
+
+    def _known(self, target: tuple[str, str]) -> _Table | None:
+        table = self._tables.get(target)
+        if table is not None:
+            return table
+        database, name = target
+        rows = self._execute(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+            {"db": database, "t": name},
+        )
+        if not rows:
+            return None
+        table = _Table(database, name, {str(n): str(t) for n, t in rows})
+        self._tables[target] = table
+        return table
+
+    def _ensure_table(
+        self, target: tuple[str, str], events: list[ChangeEvent], key: tuple[str, ...]
+    ) -> _Table:
+        wanted = self._columns_of(events)
+        table = self._known(target)
+        if table is not None and all(c in table.columns for c in wanted):
+            return table
+        database, name = target
+        view = qualified(database, name + self.view_suffix)
+        if table is None:
+            for column in key:
+                wanted.setdefault(column, "String")
+            columns = [
+                (c, t if c in key else nullable(t)) for c, t in wanted.items() if c not in _META
+            ]
+            self._execute(f"CREATE DATABASE IF NOT EXISTS {quote(database)}")
+            self._execute(create_table_sql(qualified(database, name), columns, key))
+            log.info("sink %r: created table %s.%s", self.name, database, name)
+        else:
+            for column, sql_type in wanted.items():
+                if column not in table.columns and column not in _META:
+                    try:
+                        self._execute(
+                            f"ALTER TABLE {table.sql_name} ADD COLUMN "
+                            f"{quote(column)} {nullable(sql_type)}"
+                        )
+                    except Exception as exc:
+                        # 18.16 has no ADD COLUMN IF NOT EXISTS: a concurrent writer won.
+                        if getattr(exc, "code", None) != _DUPLICATE_COLUMN:
+                            raise
+                    log.info("sink %r: added column %s to %s.%s", self.name, column, database, name)
+            self._execute(f"DROP TABLE IF EXISTS {view}")
+        self._tables.pop(target, None)
+        table = self._known(target)
+        assert table is not None
+        data_columns = [c for c in table.columns if c not in _META]
+        self._execute(view_sql(view, table.sql_name, data_columns))
+        return table
+
+    def _columns_of(self, events: Iterable[ChangeEvent]) -> dict[str, str]:
+        columns: dict[str, str] = {}
+        pending: set[str] = set()
+        for event in events:
+            if event.schema is not None:
+                for column in event.schema.columns:
+                    if column.name not in columns or column.name in pending:
+                        columns[column.name] = ch_type(column, self.has_datetime64)
+                        pending.discard(column.name)
+            for source in (event.row, event.key):
+                for name, value in (source or {}).items():
+                    if name not in columns or (name in pending and value is not None):
+                        columns[name] = ch_type_for_value(value, self.has_datetime64)
+                        if value is None:
+                            pending.add(name)
+                        else:
+                            pending.discard(name)
+        return columns
+
+
+def _fails(convert: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        convert(value)
+    except (TypeError, ValueError, ArithmeticError):
+        return True
+    return False
+
+
+def _key_columns(events: Iterable[ChangeEvent]) -> tuple[str, ...]:
+    for event in events:
+        if event.key:
+            return tuple(event.key)
+        if event.schema is not None and event.schema.key_columns:
+            return event.schema.key_columns
+    return ()
+
+
+class ClickHouseSinkConfig(ComponentConfig):
+    """``type: clickhouse`` — ReplacingMergeTree tables with a version and a deleted flag.
+
+    ``dsn`` is ``clickhouse://user:password@host:9000/database`` (native protocol; kept secret).
+    """
+
+    type: Literal["clickhouse"]
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    dsn: SecretStr
+    tables: str | list[str] = "*"
+    table_map: dict[str, str] = {}
+    truncate: Literal["apply", "ignore"] = "apply"
+    view_suffix: str = Field(default="_current", min_length=1, pattern=r"^[A-Za-z0-9_]+$")
+    retry: RetryPolicy = RetryPolicy()
+    connect_timeout_s: int = Field(default=10, ge=1, le=600)
+
+    @model_validator(mode="after")
+    def _scheme(self) -> ClickHouseSinkConfig:
+        # Checked after the model so the error never echoes the DSN (it may hold a password).
+        scheme = urlsplit(self.dsn.get_secret_value()).scheme
+        if scheme not in ("clickhouse", "clickhouses"):
+            raise ValueError(
+                "dsn must be a clickhouse://user:password@host:9000/database URL "
+                f"(got scheme {scheme!r})"
+            )
+        return self
+
+    def build(self, context: BuildContext) -> ClickHouseWriter:
+        """Build the writer (no connection is opened here)."""
+        return ClickHouseWriter(
+            name=self.name,
+            dsn=self.dsn.get_secret_value(),
+            pipeline=context.pipeline,
+            tables=self.tables,
+            table_map=self.table_map,
+            truncate=self.truncate,
+            view_suffix=self.view_suffix,
+            retry=self.retry,
+            connect_timeout_s=self.connect_timeout_s,
+        )
