@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test unit lint bench venv clean
+.PHONY: quickstart test unit lint bench venv venv-flink clean
 
 $(BIN)/python:
 	PYTHON=$(PYTHON) scripts/ensure-venv.sh $(VENV)
@@ -20,12 +20,23 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 
 venv: $(VENV)/.installed
 
+## The Flink engine's own environment (apache-flink pins an older Beam) plus its Kafka jars.
+FLINK_VENV := .venv-flink
+$(FLINK_VENV)/.installed: requirements-flink.txt setup.py scripts/flink-connector-jars.sh
+	PYTHON=$(PYTHON) scripts/ensure-venv.sh $(FLINK_VENV)
+	$(FLINK_VENV)/bin/pip install --quiet -r requirements-flink.txt
+	$(FLINK_VENV)/bin/pip install --quiet --no-deps -e .
+	scripts/flink-connector-jars.sh $(FLINK_VENV)/jars $(FLINK_VENV)/bin/pip
+	touch $@
+
+venv-flink: $(FLINK_VENV)/.installed
+
 ## Run the quick-start pipeline on the embedded default (file source, SQLite sink).
 quickstart: $(VENV)/.installed
 	$(BIN)/cdcflow run examples/quickstart/pipeline.yaml
 
 ## Install test dependencies and system packages, then run the whole suite.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(FLINK_VENV)/.installed
 	scripts/install-system-deps.sh
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
@@ -40,4 +51,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/decode_throughput.py
 
 clean:
-	rm -rf $(VENV) examples/*/output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLINK_VENV) examples/*/output .pytest_cache .mypy_cache .ruff_cache

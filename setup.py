@@ -25,6 +25,8 @@ setup(
         "kafka": ["confluent-kafka>=2.6", "fastavro>=1.9", "httpx>=0.27"],
         "postgres": ["psycopg[binary]>=3.2"],
         "clickhouse": ["clickhouse-driver>=0.2.9"],
+        # The Flink engine: its own environment, never with the beam extra (Beam <= 2.61 pin).
+        "flink": ["apache-flink==2.3.0"],
     },
     entry_points={"console_scripts": ["cdcflow=cdcflow.pipelines.cli:main"]},
     classifiers=[
