@@ -1,7 +1,11 @@
 """The data model every step sees: :class:`ChangeEvent` and its parts.
 
 All types here are plain ``msgspec.Struct`` values: cheap to build, picklable (so Beam and Flink
-can ship them between workers) and free of engine imports.
+can ship them between workers) and free of engine imports. The per-record types
+(:class:`ChangeEvent`, :class:`SourceInfo`, :class:`TableId`, :class:`Position`,
+:class:`TransactionInfo`, :class:`RawRecord`) are declared ``gc=False``: the garbage collector
+does not track them, which makes decoding 10-30 % faster. They must never be part of a
+reference cycle (do not store an event inside its own ``meta`` or row images).
 
 Positions
     A :class:`Position` says where cdcflow read a record: ``stream`` (a Kafka topic, a file, a
@@ -33,7 +37,7 @@ class Op(str, enum.Enum):  # noqa: UP042 - str() and reprs must stay as they are
         return self in (Op.CREATE, Op.UPDATE, Op.READ)
 
 
-class TableId(msgspec.Struct, frozen=True, order=True):
+class TableId(msgspec.Struct, frozen=True, order=True, gc=False):
     """A table's identity; ``str()`` joins the non-empty parts with ``.``."""
 
     database: str | None = None
@@ -58,7 +62,7 @@ class TableId(msgspec.Struct, frozen=True, order=True):
         return cls(database=".".join(parts[:-2]), schema=parts[-2], table=parts[-1])
 
 
-class Position(msgspec.Struct, frozen=True, order=True):
+class Position(msgspec.Struct, frozen=True, order=True, gc=False):
     """Where cdcflow read a record; ordered by offset within ``(stream, partition)``."""
 
     stream: str
@@ -71,7 +75,7 @@ class Position(msgspec.Struct, frozen=True, order=True):
         return (self.stream, str(self.partition))
 
 
-class SourceInfo(msgspec.Struct, kw_only=True):
+class SourceInfo(msgspec.Struct, kw_only=True, gc=False):
     """The Debezium ``source`` block, normalised.
 
     ``snapshot`` is Debezium's value as a string: ``"false"``, ``"true"``, ``"first"``,
@@ -99,7 +103,7 @@ class SourceInfo(msgspec.Struct, kw_only=True):
         return self.snapshot not in (None, "false")
 
 
-class TransactionInfo(msgspec.Struct, kw_only=True):
+class TransactionInfo(msgspec.Struct, kw_only=True, gc=False):
     """The Debezium ``transaction`` block of a row event."""
 
     id: str
@@ -145,7 +149,7 @@ class TableSchema(msgspec.Struct, frozen=True, kw_only=True):
         return None
 
 
-class ChangeEvent(msgspec.Struct, kw_only=True):
+class ChangeEvent(msgspec.Struct, kw_only=True, gc=False):
     """One row change.
 
     ``before``/``after`` are row images (None where absent: no ``before`` on a create, no
@@ -215,7 +219,7 @@ class Heartbeat(msgspec.Struct, kw_only=True):
 Decoded = ChangeEvent | TransactionMarker | SchemaChange | Tombstone | Heartbeat
 
 
-class RawRecord(msgspec.Struct, frozen=True):
+class RawRecord(msgspec.Struct, frozen=True, gc=False):
     """One message as read from a source: key and value bytes plus where it was read."""
 
     key: bytes | None
