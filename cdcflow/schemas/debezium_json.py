@@ -353,6 +353,7 @@ class DebeziumJsonDecoder:
         self._key_schemas: dict[bytes, RowConverter | None] = {}
         self._key_column_cache: dict[TableId, tuple[str, ...] | None] = {}
         self._last_raw: msgspec.Raw = msgspec.Raw(b"")
+        self._last_schema_bytes = b""
         self._table_ids: dict[tuple[str | None, str | None, str], TableId] = {}
         self._maybe_unavailable = True
         self._last_compiled: _CompiledSchema | None = None
@@ -380,6 +381,25 @@ class DebeziumJsonDecoder:
         scan_from = 0
         if value.startswith(b'{"schema"'):
             # Kafka Connect's JsonConverter writes the schema first: the common case.
+            last = self._last_schema_bytes
+            start = len(last) + 21  # len('{"schema":') + len(last) + len(',"payload":')
+            if (
+                last
+                and value.startswith(last, 10)
+                and value.startswith(b',"payload":', start - 11)
+                and value.endswith(b"}")
+            ):
+                # Same schema bytes as the previous message: parse only the payload.
+                try:
+                    payload = _any_decoder.decode(memoryview(value)[start:-1])
+                except msgspec.DecodeError:
+                    payload = _UNPARSED  # not the exact layout after all: decode it fully
+                else:
+                    if payload is None:
+                        return self._tombstone(position, decoded_key, topic)
+                    compiled = self._last_compiled
+                    scan_from = start
+        if payload is _UNPARSED and value.startswith(b'{"schema"'):
             wrapped = self._unwrap(value)
             if wrapped is not None:
                 payload = wrapped.payload
@@ -524,6 +544,7 @@ class DebeziumJsonDecoder:
             self._value_schemas[key] = compiled
         self._last_raw = raw_schema
         self._last_compiled = compiled
+        self._last_schema_bytes = key
         return compiled
 
     def _tombstone(

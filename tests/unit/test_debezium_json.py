@@ -797,3 +797,27 @@ def test_markers_under_unknown_schema_names_are_still_markers() -> None:
     marker = DebeziumJsonDecoder().decode(value.encode(), pos())
     assert isinstance(marker, TransactionMarker)
     assert (marker.status, marker.id, marker.event_count) == ("END", "9", 1)
+
+
+def test_repeated_schema_fast_path_falls_back_on_other_layouts() -> None:
+    first = lines("postgres/with_schema.jsonl")[0]
+    original = json.loads(first)
+    schema = json.dumps(original["schema"], separators=(",", ":"))
+    payload = json.dumps(original["payload"], separators=(",", ":"))
+    assert first.decode() == f'{{"schema":{schema},"payload":{payload}}}'
+    decoder = DebeziumJsonDecoder()
+    assert change(decoder.decode(first, pos())).after == PRODUCT_AFTER
+    # the same schema bytes again: only the payload is parsed
+    again = change(decoder.decode(first, pos(1)))
+    assert again.after == PRODUCT_AFTER and again.schema is not None
+    extra_key = f'{{"schema":{schema},"payload":{payload},"extra":1}}'.encode()
+    assert change(decoder.decode(extra_key, pos(2))).after == PRODUCT_AFTER
+    spaced = f'{{"schema":{schema},"payload": {payload} }}'.encode()
+    assert change(decoder.decode(spaced, pos(3))).after == PRODUCT_AFTER
+    tombstone = f'{{"schema":{schema},"payload":null}}'.encode()
+    assert isinstance(decoder.decode(tombstone, pos(4)), Tombstone)
+    broken = f'{{"schema":{schema},"payload":{payload[:-5]}}}'.encode()
+    with pytest.raises(DecodeError, match="not valid JSON"):
+        decoder.decode(broken, pos(5))
+    toast = lines("postgres/with_schema.jsonl")[2]
+    assert change(decoder.decode(toast, pos(6))).unavailable == ("photo", "tags", "attrs")
