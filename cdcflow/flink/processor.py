@@ -94,6 +94,7 @@ class BatchProcessor:
         self.dead_letters = dead_letters
         self.counters = Counters()
         self._open = False
+        self._last: dict[tuple[str, str], int] = {}
 
     def open(self) -> None:
         """Set up the steps and connect the writers (on the worker)."""
@@ -117,6 +118,7 @@ class BatchProcessor:
         """
         if not self._open:
             self.open()
+        self._check_order(raw)
         result = self.decode.process(raw)
         batch: EventBatch = result.batch
         dead: list[DeadLetter] = list(result.dead_letters)
@@ -146,6 +148,22 @@ class BatchProcessor:
         self.counters.batches += 1
         self.counters.records += len(raw.records)
         return batch
+
+    def _check_order(self, raw: RawBatch) -> None:
+        """Refuse a batch that goes back in its partition: writers would skip it as replayed.
+
+        Within one operator instance a partition's batches must arrive in offset order (a
+        restore builds a new instance, and replays there are skipped by the writers).
+        """
+        key = raw.partition_key
+        first = raw.records[0].position.offset if raw.records else raw.last_offset
+        previous = self._last.get(key)
+        if previous is not None and first <= previous:
+            raise RuntimeError(
+                f"batch of {key[0]}[{key[1]}] starting at offset {first} arrived after offset "
+                f"{previous}: batches of a partition must reach the writers in order"
+            )
+        self._last[key] = raw.last_offset
 
     def _store(self, letters: list[DeadLetter]) -> None:
         self.counters.dead_letters += len(letters)
