@@ -22,6 +22,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -182,10 +183,18 @@ class PostgresServer:
         raise RuntimeError(f"PostgreSQL did not accept connections: {last}\n{self.tail()}")
 
     def stop(self) -> None:
-        """Stop the server (fast shutdown)."""
-        if self._process is not None:
-            self._process.stop(timeout=30)
-            self._process = None
+        """Stop the server: fast shutdown (SIGINT: abort sessions), SIGKILL as a last resort."""
+        if self._process is None:
+            return
+        process = self._process.process
+        if process is not None and process.poll() is None:
+            try:
+                os.kill(process.pid, signal.SIGINT)
+                process.wait(timeout=30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        self._process.stop(timeout=10)
+        self._process = None
 
     def tail(self) -> str:
         """The end of the server log."""

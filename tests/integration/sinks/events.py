@@ -174,13 +174,19 @@ class Changelog:
 
 
 def generate_changelog(
-    count: int, keys: int, seed: int = 7, mix: tuple[float, float, float] = (0.6, 0.35, 0.05)
+    count: int,
+    keys: int,
+    seed: int = 7,
+    mix: tuple[float, float, float] = (0.6, 0.35, 0.05),
+    with_schema: bool = True,
 ) -> Changelog:
     """``count`` Debezium JSON messages for ``shop.public.items`` over up to ``keys`` ids.
 
     ``mix`` is the share of creates, updates and deletes; an update or delete of an id that
     does not exist becomes a create, a create of an existing id an update (so the changelog is
-    consistent). The schema block is included (as Debezium's JSON converter sends it).
+    consistent). With ``with_schema`` the schema block is included (as Debezium's JSON converter
+    sends it, the price a Connect Decimal); without, messages are schemaless and the price is a
+    decimal string (Debezium's ``decimal.handling.mode=string``).
     """
     rng = random.Random(seed)
     schema = _envelope_schema()
@@ -195,7 +201,7 @@ def generate_changelog(
             op = "c"
         elif op == "c" and ident in live:
             op = "u"
-        before = _row(ident, live[ident]) if ident in live else None
+        before = _row(ident, live[ident], with_schema=with_schema) if ident in live else None
         ts = base_ts + index
         if op == "d":
             after = None
@@ -203,7 +209,7 @@ def generate_changelog(
         else:
             state = (f"item-{ident}-{index}", rng.randrange(0, 1000), rng.randrange(0, 10**7))
             live[ident] = state
-            after = _row(ident, state, ts)
+            after = _row(ident, state, ts, with_schema=with_schema)
         payload = {
             "before": before,
             "after": after,
@@ -218,8 +224,14 @@ def generate_changelog(
             "op": op,
             "ts_ms": ts + 5,
         }
-        key = json.dumps({"schema": _KEY_SCHEMA, "payload": {"id": ident}}, separators=(",", ":"))
-        value = json.dumps({"schema": schema, "payload": payload}, separators=(",", ":"))
+        if with_schema:
+            key = json.dumps(
+                {"schema": _KEY_SCHEMA, "payload": {"id": ident}}, separators=(",", ":")
+            )
+            value = json.dumps({"schema": schema, "payload": payload}, separators=(",", ":"))
+        else:
+            key = json.dumps({"id": ident}, separators=(",", ":"))
+            value = json.dumps(payload, separators=(",", ":"))
         log.messages.append((key, value))
         log.ops.append((op, ident))
     log.final = {
@@ -229,13 +241,15 @@ def generate_changelog(
     return log
 
 
-def _row(ident: int, state: tuple[str, int, int], ts: int | None = None) -> dict[str, Any]:
+def _row(
+    ident: int, state: tuple[str, int, int], ts: int | None = None, with_schema: bool = True
+) -> dict[str, Any]:
     name, qty, cents = state
     return {
         "id": ident,
         "name": name,
         "qty": qty,
-        "price": _price_bytes(cents),
+        "price": _price_bytes(cents) if with_schema else f"{cents // 100}.{cents % 100:02d}",
         "updated_at": (ts or 1_600_000_000_000) * 1000,
     }
 
