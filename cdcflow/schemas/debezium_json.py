@@ -54,6 +54,12 @@ _PLACEHOLDER_LIST = [UNAVAILABLE_PLACEHOLDER]
 _OPS = {op.value: op for op in Op}
 _PLACEHOLDER_BYTES = UNAVAILABLE_PLACEHOLDER.encode()
 _PLACEHOLDER_B64_BYTES = _PLACEHOLDER_B64.encode()
+_PLACEHOLDER_FORMS = (
+    UNAVAILABLE_PLACEHOLDER,
+    _PLACEHOLDER_B64,
+    _PLACEHOLDER_LIST,
+    _PLACEHOLDER_BYTES,
+)
 _SCHEMA_CACHE_LIMIT = 4096
 
 TombstoneHandling = Literal["marker", "delete"]
@@ -306,21 +312,20 @@ def _source_info(source: Any) -> SourceInfo:
 
 
 def _take_unavailable(row: dict[str, Any]) -> tuple[str, ...]:
-    """Remove placeholder values from ``row`` and return the names of those columns."""
+    """Remove placeholder values from ``row`` and return the names of those columns.
+
+    The placeholder is recognised as text, as base64 text (a JSON ``bytes`` column), as raw
+    bytes (an Avro ``bytes`` column) and as a one-element array.
+    """
     values = row.values()
     if (
         UNAVAILABLE_PLACEHOLDER not in values
         and _PLACEHOLDER_B64 not in values
         and _PLACEHOLDER_LIST not in values
+        and _PLACEHOLDER_BYTES not in values
     ):
         return ()
-    missing = tuple(
-        name
-        for name, value in row.items()
-        if value == UNAVAILABLE_PLACEHOLDER
-        or value == _PLACEHOLDER_B64
-        or value == _PLACEHOLDER_LIST
-    )
+    missing = tuple(name for name, value in row.items() if value in _PLACEHOLDER_FORMS)
     for name in missing:
         del row[name]
     return missing
