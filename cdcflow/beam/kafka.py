@@ -38,6 +38,7 @@ from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTr
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 
+from cdcflow.beam import coders
 from cdcflow.beam.transforms import NAMESPACE
 from cdcflow.io.kafka import KafkaSettings, PartitionPoller
 from cdcflow.schemas.model import RawBatch
@@ -207,4 +208,5 @@ class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
         """Create one element per partition and read each with the splittable DoFn."""
         read = _ReadKafkaPartitionFn(self.settings, self.bundle_seconds)
         partitions = pbegin | "Partitions" >> beam.Create(self.specs)
-        return partitions | "ReadPartition" >> beam.ParDo(read)
+        coders.register()
+        return partitions | "ReadPartition" >> beam.ParDo(read).with_output_types(RawBatch)

@@ -138,6 +138,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
         base: dict[str, ConfigValue] = {
             "auto.offset.reset": "earliest",
             "fetch.wait.max.ms": 100,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.max.bytes": 64 * 1024 * 1024,
             "queued.min.messages": 100_000,
             "session.timeout.ms": 6000,
         }
@@ -211,10 +213,15 @@ class PartitionPoller:
             raise RuntimeError("PartitionPoller.open() must be called before poll()")
         kafka = _kafka()
         eof_code = kafka.KafkaError._PARTITION_EOF
-        messages = self._consumer.consume(
-            max_records or self.settings.max_batch_size,
-            self.settings.poll_timeout_s if timeout is None else timeout,
-        )
+        limit = max_records or self.settings.max_batch_size
+        consume = self._consumer.consume
+        # Take what the background fetcher has queued; only when nothing is queued, wait for
+        # the first message (consume(n, t) would otherwise wait the full timeout for n).
+        messages = consume(limit, 0)
+        if not messages:
+            messages = consume(1, self.settings.poll_timeout_s if timeout is None else timeout)
+            if messages and limit > 1:
+                messages.extend(consume(limit - 1, 0))
         topic = self.topic
         part = self.partition
         expected = self._next

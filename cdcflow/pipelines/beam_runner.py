@@ -34,6 +34,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from cdcflow.beam import coders
 from cdcflow.beam.transforms import (
     EVENTS,
     NAMESPACE,
@@ -45,6 +46,7 @@ from cdcflow.beam.transforms import (
 from cdcflow.io.kafka import KafkaSource, describe_partitions
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
+from cdcflow.schemas.model import EventBatch, RawBatch
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +95,19 @@ def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) ->
     ``until_caught_up`` bounds an unbounded source (Kafka) at the end offsets seen now;
     bounded sources (files) always stop at their end.
     """
-    batches = (
-        _read(pipeline, plan, until_caught_up)
-        | "Decode" >> ApplyStep(plan.decode, carry=True)
-    )[EVENTS]
+    coders.register()
+    raw = _read(pipeline, plan, until_caught_up)
+    raw.element_type = RawBatch
+    batches = (raw | "Decode" >> ApplyStep(plan.decode, carry=True))[EVENTS]
+    # Declared element types select the batch coders: Beam samples element sizes on every
+    # PCollection, and for untyped elements that means pickling whole batches.
+    batches.element_type = EventBatch
     for index, step in enumerate(plan.steps):
         label = f"Transform{index}:{getattr(step, 'name', type(step).__name__)}"
         batches = (batches | label >> ApplyStep(step, carry=True))[EVENTS]
+        batches.element_type = EventBatch
     stored = batches | "StoreDeadLetters" >> StoreDeadLetters(plan.dead_letters)
+    stored.element_type = EventBatch
     for writer in plan.writers:
         _ = stored | f"Write:{writer.name}" >> WriteTo(writer, plan.dead_letters)
 
