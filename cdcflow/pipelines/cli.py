@@ -6,6 +6,8 @@ Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure (ARCHITEC
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -206,9 +208,11 @@ def validate(pipeline_file: Path) -> None:
 def decode(
     input_file: IO[bytes], fmt: str, key_separator: str | None, topic: str | None, tombstones: Any
 ) -> None:
-    """Decode Debezium messages, one per line of INPUT_FILE (default: stdin), into canonical
-    JSON, one object per line. Undecodable lines print an error object and decoding goes on;
-    the exit code is 1 if any line failed. Blank lines are skipped."""
+    """Decode Debezium messages, one per line of INPUT_FILE (default: stdin).
+
+    Prints canonical JSON, one object per line. Undecodable lines print an error object and
+    decoding goes on; the exit code is 1 if any line failed. Blank lines are skipped.
+    """
     from cdcflow.schemas.canonical import decoded_dict, dumps
     from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
     from cdcflow.schemas.model import Position
@@ -220,6 +224,8 @@ def decode(
     out = sys.stdout.buffer
     failed = 0
     chunk: list[bytes] = []
+    # A pipe or terminal may stay open (kcat -C | cdcflow decode): print each line as it comes.
+    per_write = 1000 if _is_regular_file(input_file) else 1
     for index, line in enumerate(input_file):
         body = line.rstrip(b"\r\n")
         if not body.strip():
@@ -243,15 +249,25 @@ def decode(
                     }
                 )
             )
-        if len(chunk) >= 1000:
+        if len(chunk) >= per_write:
             out.write(b"\n".join(chunk) + b"\n")
             chunk = []
+            if per_write == 1:
+                out.flush()
     if chunk:
         out.write(b"\n".join(chunk) + b"\n")
     out.flush()
     if failed:
         click.echo(f"{failed} line{'s' if failed > 1 else ''} could not be decoded", err=True)
         sys.exit(EXIT_RUNTIME)
+
+
+def _is_regular_file(handle: IO[bytes]) -> bool:
+    """True when ``handle`` reads a regular file (not a pipe, terminal or in-memory stream)."""
+    try:
+        return stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _register_flink_commands() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -244,3 +245,19 @@ def test_real_subprocess_file_and_stdin(tmp_path: Path) -> None:
     assert [item["op"] for item in out] == ["r", "u", "d"]
     assert out[0]["after"]["created"] == "2024-01-15T10:30:00.123456"
     assert out[0]["source"]["commit_lsn"] == "00000027:00000758:0005"
+
+
+def test_real_subprocess_streams_each_line_from_an_open_pipe() -> None:
+    proc = subprocess.Popen([str(CDCFLOW), "decode"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b'{"op":"c","after":{"id":1},"source":{"table":"t"}}\n')
+        proc.stdin.flush()
+        # the input stays open: the decoded line must arrive anyway
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no output while the input pipe was open"
+        assert json.loads(proc.stdout.readline())["after"] == {"id": 1}
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
