@@ -8,13 +8,15 @@ One decoder handles every flavour the JSON converter produces:
 * envelopes without the wrapper: values as sent;
 * unwrapped records from ``ExtractNewRecordState``: ``__op``, ``__deleted``, ``__table``,
   ``__db``, ``__schema``, ``__source_*``; every other ``__`` field goes to ``meta``;
-* MongoDB envelopes whose ``before``/``after`` are Extended-JSON strings;
+* MongoDB envelopes whose ``before``/``after`` are Extended-JSON strings; updates without a
+  full document keep their decoded ``updateDescription`` (or legacy ``patch``/``filter``) in
+  :attr:`ChangeEvent.meta`;
 * tombstones (a null value), transaction BEGIN/END messages, schema-change messages and
   heartbeats, each returned as its own kind, never as a row.
 
-The TOAST placeholder ``__debezium_unavailable_value`` (also in its base64 and one-element
-array forms) is never returned as a value: the column is removed from the row image and named
-in :attr:`ChangeEvent.unavailable`.
+The TOAST placeholder ``__debezium_unavailable_value`` (also in its base64, raw-bytes and
+one-element array forms) is never returned as a value: the column is removed from the row image
+and named in :attr:`ChangeEvent.unavailable`. See docs/decoding.md for the full contract.
 
 Keys: the message key (Debezium's key struct, with or without a schema) becomes
 :attr:`ChangeEvent.key`. Without a message key, ``key_columns`` (a table glob to column list
@@ -724,14 +726,19 @@ class DebeziumJsonDecoder:
             name[len("source_") :]: meta.pop(name)
             for name in [n for n in meta if n.startswith("source_")]
         }
+        meta_db, meta_schema, meta_table = (
+            meta.pop("db", None),
+            meta.pop("schema", None),
+            meta.pop("table", None),
+        )
         source = SourceInfo(
             connector=native.pop("connector", None),
             name=native.pop("name", None),
             ts_ms=_as_int_or_none(native.pop("ts_ms", None)),
             snapshot=_normalise_snapshot(native.pop("snapshot", None)),
-            database=native.pop("db", None) or meta.pop("db", None),
-            schema=native.pop("schema", None) or meta.pop("schema", None),
-            table=native.pop("table", None) or meta.pop("table", None),
+            database=native.pop("db", None) or meta_db,
+            schema=native.pop("schema", None) or meta_schema,
+            table=native.pop("table", None) or meta_table,
             version=native.pop("version", None),
             native=native,
         )
@@ -743,6 +750,8 @@ class DebeziumJsonDecoder:
         if key is None:
             key = self._derive_key(table, row, is_mongo=False)
         table_schema = compiled.table_schema if compiled is not None else None
+        if table_schema is not None and key and not table_schema.key_columns:
+            table_schema = compiled.with_key(tuple(key))  # type: ignore[union-attr]
         return ChangeEvent(
             op=op,
             table=table,

@@ -826,3 +826,17 @@ def test_repeated_schema_fast_path_falls_back_on_other_layouts() -> None:
         decoder.decode(broken, pos(5))
     toast = lines("postgres/with_schema.jsonl")[2]
     assert change(decoder.decode(toast, pos(6))).unavailable == ("photo", "tags", "attrs")
+
+
+def test_unwrapped_table_fields_never_stay_in_meta() -> None:
+    event = change(
+        DebeziumJsonDecoder().decode(
+            b'{"id": 1, "__op": "c", "__db": "a", "__source_db": "b", "__table": "t",'
+            b' "__source_table": "t2", "__schema": "s"}',
+            pos(),
+            key=b'{"id": 1}',
+        )
+    )
+    assert event.meta == {}
+    assert event.table == TableId("b", "s", "t2")  # the source fields win
+    assert event.key == {"id": 1}
