@@ -46,6 +46,7 @@ def connect_bytes(unscaled: int) -> str:
         ("AlQL4/8=", "2", "99999999.99"),
         ("AQ==", "10", "0.0000000001"),
         ("ZA==", "4", "0.0100"),
+        ("DA==", "-2", "1200"),  # Oracle NUMBER(p, -2): a negative scale
         # NUMERIC(38, 0) maximum: 38 nines, no digit lost to the context precision
         ("SztMqFqGxHoJiiI//////w==", "0", "9" * 38),
         ("SztMqFqGxHoJiiI//////w==", "38", "0." + "9" * 38),
