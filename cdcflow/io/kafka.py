@@ -377,7 +377,9 @@ class KafkaSource(Source):
                     unknown.append((tp.topic, tp.partition))
             start = self.settings.start
             if start == "committed":
-                reset = str(self.settings.consumer_config().get("auto.offset.reset", "latest"))
+                reset = str(client_settings(self.settings.client_config).get(
+                    "auto.offset.reset", "latest"
+                ))
                 start = "earliest" if reset in ("earliest", "smallest", "beginning") else "latest"
             if isinstance(start, int):
                 found = consumer.offsets_for_times(

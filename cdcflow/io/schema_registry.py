@@ -95,11 +95,12 @@ class SchemaRegistryClient:
     Thread-safe; the HTTP client is created lazily on first use so the object pickles.
     """
 
-    def __init__(self, config: SchemaRegistryConfig) -> None:
+    def __init__(self, config: SchemaRegistryConfig, transport: Any = None) -> None:
         self.config = config
         self._schemas: dict[int, str] = {}
         self._lock = threading.Lock()
         self._http: Any = None
+        self._transport = transport  # an httpx transport, for tests
 
     def __repr__(self) -> str:
         return f"SchemaRegistryClient(url={self.config.url!r})"
@@ -125,6 +126,7 @@ class SchemaRegistryClient:
                 auth=auth,
                 verify=_ssl_context(self.config),
                 timeout=self.config.timeout_s,
+                transport=self._transport,
                 headers={"Accept": "application/vnd.schemaregistry.v1+json, application/json"},
             )
         return self._http
