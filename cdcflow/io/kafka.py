@@ -294,8 +294,11 @@ class KafkaSource(Source):
 
     stream_is_topic = True
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(
+        self, settings: KafkaSettings, schema_registry: SchemaRegistryConfig | None = None
+    ) -> None:
         self.settings = settings
+        self.schema_registry = schema_registry
         self._partitions: list[tuple[str, int]] | None = None
 
     # -- discovery ------------------------------------------------------------------------
@@ -485,13 +488,20 @@ class KafkaSource(Source):
             poller.close()
 
     def check(self) -> list[str]:
-        """The brokers answer and the topics exist."""
+        """The brokers answer, the topics exist and the schema registry (if any) answers."""
+        problems: list[str] = []
         try:
             self._partitions = None
             self.partitions()
         except CdcflowError as exc:
-            return [str(exc)]
-        return []
+            problems.append(str(exc))
+        if self.schema_registry is not None:
+            client = self.schema_registry.client()
+            try:
+                problems.extend(client.check())
+            finally:
+                client.close()
+        return problems
 
 
 def kafka_settings_for(source: KafkaSource) -> KafkaSettings:
@@ -573,7 +583,7 @@ class KafkaSourceConfig(ComponentConfig):
 
     def build(self, context: BuildContext) -> KafkaSource:
         """Build the source (nothing connects until partitions are listed)."""
-        return KafkaSource(self.settings(context))
+        return KafkaSource(self.settings(context), schema_registry=self.schema_registry)
 
     def decode_step(self) -> DecodeStep:
         """The decode step for this source's records."""

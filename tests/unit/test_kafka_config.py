@@ -168,3 +168,23 @@ def test_dead_letter_config() -> None:
         DeadLetterKafkaConfig.model_validate(
             {"type": "kafka", "bootstrap_servers": "b", "topic": "bad topic"}
         )
+
+
+def test_settings_reach_librdkafka() -> None:
+    """Pass-through settings are handed to librdkafka itself, which validates them."""
+    from cdcflow.io.kafka import new_consumer
+
+    consumer = new_consumer(
+        source(
+            consumer_config={
+                "security.protocol": "SASL_PLAINTEXT",
+                "sasl.mechanism": "SCRAM-SHA-256",
+                "sasl.username": "svc",
+                "sasl.password": "pw",
+            }
+        ).settings(CONTEXT)
+    )
+    consumer.close()
+    with pytest.raises(ConfigError, match="invalid Kafka consumer settings") as info:
+        new_consumer(source(consumer_config={"no.such.setting": "x"}).settings(CONTEXT))
+    assert "no.such.setting" in str(info.value)

@@ -60,12 +60,17 @@ def test_avro_records_through_the_registry(
         },
         dead_letter={"type": "kafka", "bootstrap_servers": kafka_broker, "topic": dlq},
     )
+    invalid = run_cli("validate", str(pipeline))
+    assert invalid.returncode == 1
+    assert "rejected the credentials" in invalid.stderr
     refused = run_cli("run", str(pipeline), "--until-caught-up")
     assert refused.returncode == 1
     assert "rejected the credentials" in refused.stderr
     assert "wrong" not in refused.stderr.replace("wrong magic", "")
 
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", schema_registry.password)
+    valid = run_cli("validate", str(pipeline))
+    assert valid.returncode == 0, valid.stderr
     result = run_cli("run", str(pipeline), "--until-caught-up")
     assert result.returncode == 0, result.stderr
     assert schema_registry.password not in result.stdout + result.stderr
