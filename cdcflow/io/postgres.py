@@ -41,7 +41,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import operator
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
@@ -70,6 +72,11 @@ HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_cdc_source_ts", "timestamptz"),
 )
 _HISTORY_NAMES = tuple(name for name, _ in HISTORY_COLUMNS)
+#: Value types COPY sends as they are (anything else goes through :func:`copy_value`).
+_PLAIN = frozenset(
+    {str, int, float, bool, type(None), Decimal, dt.datetime, dt.date, dt.time, bytes}
+)
+_EMPTY: dict[str, Any] = {}
 _UTC = dt.UTC
 
 
@@ -139,17 +146,17 @@ class _Table:
         self.columns = columns  # name -> SQL type, in table order
         self.key = key
         self.sql_name = qualified(schema, name)
+        self.schemas: set[str] = set()  # schema fingerprints whose columns all exist
 
 
 class _KeyState:
     """The net change of one key within a batch."""
 
-    __slots__ = ("events", "reset", "row")
+    __slots__ = ("reset", "row")
 
-    def __init__(self, row: dict[str, Any] | None, reset: bool, event: ChangeEvent) -> None:
+    def __init__(self, row: dict[str, Any] | None, reset: bool) -> None:
         self.row = row  # None: the key ends deleted
         self.reset = reset  # True: delete the stored row before inserting ``row``
-        self.events = [event]
 
 
 class _RowProblem(Exception):
@@ -191,6 +198,7 @@ class PostgresWriter(Writer):
         self._stages: set[str] = set()
         self._positions: dict[PartitionKey, int] = {}
         self._offsets = qualified(schema, "cdcflow_offsets")
+        self._targets: dict[TableId, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"PostgresWriter(name={self.name!r}, schema={self.schema!r}, mode={self.mode!r})"
@@ -420,6 +428,12 @@ class PostgresWriter(Writer):
 
     def target_table(self, table: TableId) -> tuple[str, str]:
         """The ``(schema, table)`` a source table lands in."""
+        found = self._targets.get(table)
+        if found is None:
+            found = self._targets[table] = self._target_table(table)
+        return found
+
+    def _target_table(self, table: TableId) -> tuple[str, str]:
         mapped = self.table_map.get(str(table))
         if mapped:
             if "." in mapped:
@@ -432,8 +446,13 @@ class PostgresWriter(Writer):
         self, conn: psycopg.Connection[Any], events: Iterable[ChangeEvent]
     ) -> list[DeadLetter]:
         groups: dict[tuple[str, str], list[ChangeEvent]] = {}
+        target_of = self.target_table
         for event in events:
-            groups.setdefault(self.target_table(event.table), []).append(event)
+            target = target_of(event.table)
+            group = groups.get(target)
+            if group is None:
+                group = groups[target] = []
+            group.append(event)
         dead: list[DeadLetter] = []
         for target, table_events in groups.items():
             if self.mode == "upsert":
@@ -469,33 +488,41 @@ class PostgresWriter(Writer):
         truncate_first = False
         states: dict[tuple[Any, ...], _KeyState] = {}
         unusable: list[ChangeEvent] = []
+        single = table.key[0] if len(table.key) == 1 else None
+        plain = _PLAIN.issuperset
+        delete, truncate = Op.DELETE, Op.TRUNCATE
         for event in events:
-            if event.op is Op.TRUNCATE:
+            op = event.op
+            if op is truncate:
                 if self.truncate == "apply":
                     truncate_first = True
                     states.clear()
                 continue
-            try:
-                key_values, row = self._prepare(event, table)
-            except (_RowProblem, TypeError, ValueError) as exc:
-                dead.append(self._dead(event, exc))
-                unusable.append(event)
-                continue
+            row = event.after
+            key_values: tuple[Any, ...] | None = None
+            if single is not None and op is not delete and row is not None and single in row:
+                value = row[single]
+                if value is not None and plain(map(type, row.values())):
+                    key_values = (value,)
+            if key_values is None:  # the general path: deletes, composite keys, conversions
+                try:
+                    key_values, row = self._prepare(event, table)
+                except (_RowProblem, TypeError, ValueError) as exc:
+                    dead.append(self._dead(event, exc))
+                    unusable.append(event)
+                    continue
             state = states.get(key_values)
-            if event.op is Op.DELETE:
+            if op is delete:
                 if state is None:
-                    states[key_values] = _KeyState(None, False, event)
+                    states[key_values] = _KeyState(None, False)
                 else:
                     state.row, state.reset = None, False
-                    state.events.append(event)
             elif state is None:
-                states[key_values] = _KeyState(row, truncate_first, event)
+                states[key_values] = _KeyState(row, truncate_first)
             elif state.row is None:
                 state.row, state.reset = row, True
-                state.events.append(event)
-            else:
+            elif row is not None:
                 state.row = {**state.row, **row}
-                state.events.append(event)
         try:
             with conn.transaction():
                 self._upsert_fast(conn, table, states, truncate_first)
@@ -510,30 +537,37 @@ class PostgresWriter(Writer):
         return dead
 
     def _prepare(self, event: ChangeEvent, table: _Table) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The key tuple (in table-key order) and the COPY-ready row of an event."""
+        """The key tuple (in table-key order) and the COPY-ready row of an event.
+
+        The returned row may be the event's own dict: callers must not modify it.
+        """
         source = event.row
         if source is None:
             if event.op is not Op.DELETE or not event.key:
                 raise _RowProblem(f"{event.op.value!r} event for {event.table} has no row image")
             source = event.key
+        event_key = event.key or _EMPTY
         key: list[Any] = []
-        event_key = event.key or {}
         for column in table.key:
-            if column in event_key:
-                value = event_key[column]
-            elif column in source:
-                value = source[column]
-            else:
-                raise _RowProblem(
-                    f"key column {column!r} of {table.schema}.{table.name} is missing from the "
-                    "event's key and row"
-                )
+            value = event_key.get(column)
             if value is None:
-                raise _RowProblem(f"key column {column!r} is null")
-            key.append(copy_value(value))
-        row = {column: copy_value(value) for column, value in source.items()}
-        for column, value in zip(table.key, key, strict=True):
-            row.setdefault(column, value)
+                value = source.get(column)
+            if value is None:
+                raise _RowProblem(
+                    f"key column {column!r} of {table.schema}.{table.name} is missing or null "
+                    "in the event's key and row"
+                )
+            key.append(value if type(value) in _PLAIN else copy_value(value))
+        row = source
+        for value in source.values():
+            if type(value) not in _PLAIN:
+                row = {c: v if type(v) in _PLAIN else copy_value(v) for c, v in source.items()}
+                break
+        if len(table.key) == 1:
+            if table.key[0] not in row:
+                row = {**row, table.key[0]: key[0]}
+        elif any(c not in row for c in table.key):
+            row = {**dict(zip(table.key, key, strict=True)), **row}
         return tuple(key), row
 
     def _upsert_fast(
@@ -550,14 +584,23 @@ class PostgresWriter(Writer):
             stage = self._stage(conn, table, table.key)
             self._copy(conn, stage, table.key, deletes)
             conn.execute(delete_sql(table.sql_name, stage, table.key))
-        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        full = tuple(table.columns)
+        width = len(full)
+        take = operator.itemgetter(*full)
+        complete: list[Any] = []
+        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {full: complete}
         for state in states.values():
-            if state.row is None:
-                continue
             row = state.row
-            columns = tuple(c for c in table.columns if c in row)
+            if row is None:
+                continue
+            if len(row) == width:  # rows only carry table columns: this row has them all
+                complete.append(take(row) if width > 1 else (row[full[0]],))
+                continue
+            columns = tuple(c for c in full if c in row)
             by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))
         for columns, values in by_columns.items():
+            if not values:
+                continue
             stage = self._stage(conn, table, columns)
             self._copy(conn, stage, columns, values)
             conn.execute(upsert_sql(table.sql_name, stage, columns, table.key))
@@ -702,6 +745,8 @@ class PostgresWriter(Writer):
     ) -> _Table:
         """Create the table, or add the columns it lacks, for the rows of ``events``."""
         table = self._known(conn, target)
+        if table is not None and self._covers(table, events):
+            return table
         wanted = _columns_of(events)
         if table is not None and all(c in table.columns for c in wanted):
             return table
@@ -721,7 +766,8 @@ class PostgresWriter(Writer):
                     )
                 for column in key:
                     wanted.setdefault(column, _type_of(events, column))
-            columns = [(c, t) for c, t in wanted.items() if c not in _HISTORY_NAMES]
+            reserved = _HISTORY_NAMES if history else ()
+            columns = [(c, t) for c, t in wanted.items() if c not in reserved]
             if history:
                 meta = list(HISTORY_COLUMNS)
                 if self.mode == "timescaledb":
@@ -734,7 +780,7 @@ class PostgresWriter(Writer):
             log.info("sink %r: created table %s.%s", self.name, schema, name)
         else:
             for column, sql_type in wanted.items():
-                if column not in table.columns and column not in _HISTORY_NAMES:
+                if column not in table.columns and (not history or column not in _HISTORY_NAMES):
                     conn.execute(
                         f"ALTER TABLE {table.sql_name} ADD COLUMN IF NOT EXISTS "
                         f"{quote(column)} {sql_type}"
@@ -744,6 +790,19 @@ class PostgresWriter(Writer):
         table = self._known(conn, target)
         assert table is not None
         return table
+
+    def _covers(self, table: _Table, events: list[ChangeEvent]) -> bool:
+        """True when ``table`` has every column the events' rows carry (cheap set checks)."""
+        names = table.columns.keys()
+        for event in events:
+            row = event.before if event.op is Op.DELETE else event.after
+            if row is not None and not row.keys() <= names:
+                return False
+            if event.schema is not None and event.schema.fingerprint not in table.schemas:
+                if not all(c.name in names for c in event.schema.columns):
+                    return False
+                table.schemas.add(event.schema.fingerprint)
+        return True
 
     def _stage(self, conn: psycopg.Connection[Any], table: _Table, columns: Sequence[str]) -> str:
         """A session temporary table shaped like ``columns`` of ``table`` (emptied at commit)."""
@@ -758,8 +817,6 @@ class PostgresWriter(Writer):
                 f"SELECT {column_sql} FROM {table.sql_name} WITH NO DATA"
             )
             self._stages.add(stage)
-        else:
-            conn.execute(f"TRUNCATE {stage}")
         return stage
 
     @staticmethod
