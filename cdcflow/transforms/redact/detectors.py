@@ -110,49 +110,66 @@ class Detector:
         name: DetectorName,
         pattern: str,
         *,
-        needs: Callable[[str], bool],
+        needs: str | Callable[[str], bool] | None = None,
+        digits: bool = False,
         validate: Callable[[re.Match[str]], Span | list[Span] | None] | None = None,
         flags: int = 0,
     ) -> None:
         self.name = name
         self.regex = re.compile(pattern, flags)
         self.needs = needs
+        self.digits = digits
         self.validate = validate
+        self.search = self.regex.search
+
+    def may_match(self, text: str, has_digit: bool) -> bool:
+        """The cheap pre-filters: a required digit or substring, then one regex search."""
+        if self.digits and not has_digit:
+            return False
+        needs = self.needs
+        if needs is not None:
+            if type(needs) is str:
+                if needs not in text:
+                    return False
+            elif not needs(text):  # type: ignore[operator]
+                return False
+        return self.search(text) is not None
 
     def find(self, text: str) -> list[Span]:
         """The spans of every valid match in ``text`` (non-overlapping, in order)."""
-        if not self.needs(text):
+        if not self.may_match(text, _DIGIT(text) is not None):
             return []
+        return self.find_candidates(text)
+
+    def find_candidates(self, text: str) -> list[Span]:
+        """Like :meth:`find`, without the pre-filters (the caller has applied them)."""
         if self.validate is None:
             return [m.span() for m in self.regex.finditer(text)]
-        spans = []
-        for match in self.regex.finditer(text):
+        spans: list[Span] = []
+        search = self.search
+        position = 0
+        while True:
+            match = search(text, position)
+            if match is None:
+                return spans
             found = self.validate(match)
             if isinstance(found, list):
                 spans.extend(found)
             elif found is not None:
                 spans.append(found)
-        return spans
+            # A validator may accept less than the regex consumed (a phone number followed by
+            # more digit groups): search again right after what it accepted.
+            position = match.end()
+            if spans and match.start() < spans[-1][1] < position:
+                position = spans[-1][1]
 
     def __repr__(self) -> str:
         return f"Detector({self.name!r})"
 
 
-def _has_digit(text: str) -> bool:
-    return any(ch.isdigit() for ch in text)
-
-
-def _digits_at_least(count: int) -> Callable[[str], bool]:
-    def check(text: str) -> bool:
-        seen = 0
-        for ch in text:
-            if "0" <= ch <= "9":
-                seen += 1
-                if seen >= count:
-                    return True
-        return False
-
-    return check
+_DIGIT = re.compile(r"[0-9]").search
+#: Every detector needs one of these in the text (the ipv6 forms all contain ':').
+_GATE = re.compile(r"[0-9@:]|eyJ|(?i:bearer)").search
 
 
 def _groups(text: str, offset: int) -> list[tuple[int, int]]:
@@ -191,41 +208,34 @@ def _card_detector() -> Detector:
     return Detector(
         "card",
         r"(?<![\d])\d(?:[ \-]?\d){12,}(?![\d])",
-        needs=_digits_at_least(13),
+        digits=True,
         validate=_validate_card,
     )
 
 
-def _trim_phone(match: re.Match[str], low: int, high: int) -> Span | None:
-    """Accept the match when its digit count is in range, dropping trailing groups if too long."""
-    groups = _groups(match.group(0), match.start())
-    while groups:
-        count = sum(b - a for a, b in groups)
-        if count < low:
-            return None
-        if count <= high:
-            return (match.start(), groups[-1][1])
-        groups.pop()
-    return None
-
-
 def _validate_phone(match: re.Match[str]) -> Span | None:
+    """Accept a candidate with enough digits: 7 after ``+``, 9 with a trunk ``0``.
+
+    A candidate with more digits than one number can hold (15 in E.164) is numbers written
+    next to each other; it is accepted whole, since cutting it at a guessed boundary could
+    leave part of a number behind.
+    """
     text = match.group(0)
+    digits = sum(ch.isdigit() for ch in text)
     if text.startswith("+"):
-        return _trim_phone(match, 7, 15)
+        return match.span() if digits >= 7 else None
     if text.startswith("0"):
-        return _trim_phone(match, 9, 12)
-    return _trim_phone(match, 10, 10)
+        return match.span() if digits >= 9 else None
+    return match.span()
 
 
 _PHONE = r"""
 (?<![\w+])
 (?:
-   \+\d{1,3}[ .\-]?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]?\d{1,4}){1,6}
- | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}
- | [2-9]\d{2}[.\-]\d{3}[.\-]\d{4}
- | 0\d{1,4}(?:[ .\-]\d{2,8}){1,5}
- | 0\d{9,10}
+   \+\d++(?:[ .\-]?\(?\d++\)?(?![A-Za-z_@]))*+   # international: + and the run of groups
+ | \(\d{3}\)[ ]?\d{3}[ .\-]\d{4}          # NANP (202) 555-0143
+ | [2-9]\d{2}[.\-]\d{3}[.\-]\d{4}          # NANP 202-555-0143, 202.555.0143
+ | 0\d++(?:[ .\-]\d++(?![A-Za-z_@]))*+         # national trunk 0, compact or grouped
 )
 (?!\w)
 """
@@ -252,6 +262,8 @@ def _validate_iban(match: re.Match[str]) -> Span | None:
 
 def _validate_ipv6(match: re.Match[str]) -> Span | None:
     text = match.group(0)
+    if text.count(":") < 2 or len(text) > 100:
+        return None
     start, end = match.start(), match.end()
     for trim_left in (0, 1):
         for trim_right in (0, 1):
@@ -294,42 +306,43 @@ _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _FACTORIES: dict[DetectorName, Callable[[], Detector]] = {
     "email": lambda: Detector(
         "email",
-        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+"
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+"
         r"[A-Za-z](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?",
-        needs=lambda text: "@" in text,
+        needs="@",
     ),
     "phone": lambda: Detector(
-        "phone", _PHONE, needs=_digits_at_least(7), validate=_validate_phone, flags=re.VERBOSE
+        "phone", _PHONE, digits=True, validate=_validate_phone, flags=re.VERBOSE
     ),
     "card": _card_detector,
     "ssn": lambda: Detector(
         "ssn",
         r"(?<![\d\-])(?P<area>\d{3})(?P<sep>[\- ])(?P<group>\d{2})(?P=sep)"
         r"(?P<serial>\d{4})(?![\d\-])",
-        needs=_digits_at_least(9),
+        digits=True,
         validate=_validate_ssn,
     ),
     "iban": lambda: Detector(
         "iban",
-        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,8}(?![A-Za-z0-9])",
-        needs=_digits_at_least(4),
+        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9])++(?![A-Za-z0-9])",
+        digits=True,
         validate=_validate_iban,
     ),
     "ipv4": lambda: Detector(
         "ipv4",
         rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)",
-        needs=lambda text: "." in text,
+        digits=True,
+        needs=".",
     ),
     "ipv6": lambda: Detector(
         "ipv6",
-        r"(?<![0-9A-Fa-f:])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?:%[\w.\-]+)?",
-        needs=lambda text: text.count(":") >= 2,
+        r"(?<![0-9A-Fa-f:.])[0-9A-Fa-f.]*+:[0-9A-Fa-f:.]*+(?:%[\w.\-]+)?",
+        needs=":",
         validate=_validate_ipv6,
     ),
     "jwt": lambda: Detector(
         "jwt",
         r"(?<![A-Za-z0-9_\-])(eyJ[A-Za-z0-9_\-]+)\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*",
-        needs=lambda text: "eyJ" in text,
+        needs="eyJ",
         validate=_validate_jwt,
     ),
     "bearer": lambda: Detector(
@@ -360,8 +373,13 @@ def find_all(text: str, detectors: Sequence[Detector]) -> list[tuple[int, int, s
     detector that found the earliest of them, so no part of either value survives.
     """
     found: list[tuple[int, int, str]] = []
+    if _GATE(text) is None:
+        return found  # nothing any detector needs: no digit, '@', ':', JWT or bearer
+    has_digit = _DIGIT(text) is not None
     for detector in detectors:
-        for start, end in detector.find(text):
+        if not detector.may_match(text, has_digit):
+            continue
+        for start, end in detector.find_candidates(text):
             if end > start:
                 found.append((start, end, detector.name))
     if len(found) <= 1:

@@ -43,7 +43,6 @@ from cdcflow.transforms.redact.strategies import (
     ValueFn,
     compile_text_fn,
     generalizer,
-    on_values,
 )
 
 #: Upper bound of cached row plans per table (schemaless sources may vary column sets).
@@ -70,7 +69,39 @@ def compile_value_fn(
         return lambda _value: None
     if strategy == "generalize":
         return generalizer(options.granularity, options.bucket, where)
-    return on_values(_text_fn(options, salt, key))
+    text_fn = _text_fn(options, salt, key)
+    if strategy in ("hash-sha256", "hmac-sha256", "tokenize"):
+        return memoized(text_fn)
+    return text_fn
+
+
+#: Entries kept by :func:`memoized` before it starts over.
+MEMO_SIZE = 16384
+
+
+def memoized(fn: ValueFn, size: int = MEMO_SIZE) -> ValueFn:
+    """Remember ``fn``'s results for string and integer inputs (bounded; cleared when full).
+
+    Digests are the expensive part of redaction, and change streams repeat values (an update
+    carries the unchanged columns in ``before`` and ``after``; keys recur). Only ``str`` and
+    ``int`` inputs are cached (``1`` and ``"1"`` are distinct keys; ``1.0`` and ``True``, equal
+    to ``1``, are never cached).
+    """
+    cache: dict[str | int, Any] = {}
+    get = cache.get
+
+    def apply(value: Any) -> Any:
+        kind = type(value)
+        if kind is not str and kind is not int:
+            return fn(value)
+        out = get(value)
+        if out is None:
+            if len(cache) >= size:
+                cache.clear()
+            out = cache[value] = fn(value)
+        return out
+
+    return apply
 
 
 def _text_fn(options: StrategyOptions, salt: Any, key: Any) -> TextFn:
@@ -154,7 +185,7 @@ class Scanner:
         return self._scan_parts(value, hits)
 
     def _scan_parts(self, value: Any, hits: list[str]) -> Any:
-        if isinstance(value, str):
+        if type(value) is str or isinstance(value, str):
             spans = find_all(value, self.detectors)
             if not spans:
                 return value
@@ -186,7 +217,16 @@ class RowPlan:
     columns whose treatment is not key-safe, with the reason (used when the row is a key).
     """
 
-    __slots__ = ("drops", "identity", "ops", "scanner", "scans", "table", "unsafe_key")
+    __slots__ = (
+        "drops",
+        "identity",
+        "ops",
+        "scanner",
+        "scans",
+        "strategies",
+        "table",
+        "unsafe_key",
+    )
 
     def __init__(
         self,
@@ -199,7 +239,8 @@ class RowPlan:
     ) -> None:
         self.table = table
         self.drops = tuple(drops)
-        self.ops = tuple(ops)
+        self.ops = tuple((column, fn, cell) for column, fn, cell, _ in ops)
+        self.strategies = {column: strategy for column, _, _, strategy in ops}
         self.scans = tuple(scans)
         self.scanner = scanner
         self.unsafe_key = tuple(unsafe_key)
@@ -213,9 +254,9 @@ class RowPlan:
         for column, cell in self.drops:
             del out[column]
             cell[0] += 1
-        index = 0
+        column = ""
         try:
-            for index, (column, fn, cell, _strategy) in enumerate(self.ops):  # noqa: B007
+            for column, fn, cell in self.ops:
                 value = out[column]
                 if value is not None:
                     out[column] = fn(value)
@@ -223,7 +264,7 @@ class RowPlan:
         except RedactionError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported without the value
-            column, _, _, strategy = self.ops[index]
+            strategy = self.strategies[column]
             raise RedactionError(
                 f"table {self.table} column {column}: strategy {strategy} failed "
                 f"({type(exc).__name__})"
@@ -253,7 +294,7 @@ class RowPlan:
         for column, cell in self.drops:
             del out[column]
             cell[0] += 1
-        for column, fn, cell, strategy in self.ops:
+        for column, fn, cell in self.ops:
             value = out[column]
             if value is not None:
                 try:
@@ -262,7 +303,8 @@ class RowPlan:
                     raise
                 except Exception as exc:  # noqa: BLE001 - reported without the value
                     raise RedactionError(
-                        f"table {self.table} column {column}: strategy {strategy} failed "
+                        f"table {self.table} column {column}: strategy "
+                        f"{self.strategies[column]} failed "
                         f"({type(exc).__name__})"
                     ) from None
                 cell[0] += 1
@@ -274,7 +316,7 @@ class RowPlan:
         for column, cell in self.drops:
             del out[column]
             cell[0] += 1
-        for column, fn, cell, _strategy in self.ops:
+        for column, fn, cell in self.ops:
             value = out[column]
             if value is not None:
                 try:
@@ -439,16 +481,31 @@ class TablePlan:
 
     def redact_event(self, event: ChangeEvent) -> ChangeEvent:
         """A redacted copy of ``event``; raises :class:`RedactionError` (no values inside)."""
+        rows = self._rows
         key = event.key
+        if key:
+            columns = tuple(key)
+            plan = rows.get(columns) or self.row_plan(columns)
+            if not plan.identity or plan.unsafe_key:
+                key = plan.apply_key(key)
         before = event.before
+        if before:
+            columns = tuple(before)
+            before = (rows.get(columns) or self.row_plan(columns)).apply(before)
         after = event.after
+        if after:
+            columns = tuple(after)
+            after = (rows.get(columns) or self.row_plan(columns)).apply(after)
+        schema = event.schema
+        if schema is None and not event.unavailable:
+            return msgspec.structs.replace(event, key=key, before=before, after=after)
         return msgspec.structs.replace(
             event,
-            key=self.row_plan(tuple(key)).apply_key(key) if key else key,
-            before=self.row_plan(tuple(before)).apply(before) if before else before,
-            after=self.row_plan(tuple(after)).apply(after) if after else after,
+            key=key,
+            before=before,
+            after=after,
             unavailable=self.unavailable(event.unavailable) if event.unavailable else (),
-            schema=self.schema(event.schema) if event.schema is not None else None,
+            schema=self.schema(schema) if schema is not None else None,
         )
 
     def redact_event_lenient(self, event: ChangeEvent) -> ChangeEvent:

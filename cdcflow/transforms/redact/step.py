@@ -82,8 +82,13 @@ class RedactStep(Step):
         events: list[ChangeEvent] = []
         dead: list[DeadLetter] = []
         append = events.append
+        last_table: TableId | None = None
+        plan = None
         for event in batch.events:
-            plan = policy.for_table(event.table)
+            if event.table != last_table:  # batches are usually one table: skip the lookup
+                last_table = event.table
+                plan = policy.for_table(last_table)
+            assert plan is not None
             if plan.identity:
                 append(event)
                 continue

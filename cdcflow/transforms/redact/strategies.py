@@ -28,6 +28,12 @@ from typing import Any, Final, Literal
 
 from cdcflow.schemas.canonical import to_text
 
+_ONE_SHOT: Callable[[bytes, bytes, str], bytes]
+try:  # the C one-shot HMAC behind hmac.digest, without its Python wrapper
+    from _hashlib import hmac_digest as _ONE_SHOT
+except ImportError:  # pragma: no cover - other Python builds
+    _ONE_SHOT = hmac.digest
+
 StrategyName = Literal[
     "drop",
     "null",
@@ -75,7 +81,8 @@ class _Drop:
 DROP: Final = _Drop()
 
 ValueFn = Callable[[Any], Any]
-TextFn = Callable[[str], str]
+#: A text strategy; it also accepts non-strings, which it reads as their canonical text.
+TextFn = Callable[[Any], str]
 
 
 class RedactionError(ValueError):
@@ -83,8 +90,13 @@ class RedactionError(ValueError):
 
 
 def as_text(value: Any) -> str:
-    """The canonical text of ``value`` (strings unchanged)."""
-    return value if type(value) is str else to_text(value)
+    """The canonical text of ``value`` (strings unchanged; integers as digits)."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return str(value)
+    return to_text(value)
 
 
 # --- text strategies -------------------------------------------------------------------------
@@ -99,6 +111,8 @@ def mask_text(keep_first: int = 0, keep_last: int = 0, mask_char: str = "*") -> 
     keep = keep_first + keep_last
 
     def mask(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         size = len(text)
         if size <= keep:
             return mask_char * size
@@ -114,6 +128,8 @@ def keep_email_domain(inner: TextFn) -> TextFn:
     """
 
     def apply(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         local, at, domain = text.rpartition("@")
         if at and local and domain:
             return inner(local) + "@" + domain
@@ -127,6 +143,8 @@ def salted_sha256(salt: bytes) -> TextFn:
     base = hashlib.sha256(salt + b"\x00")
 
     def digest(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         h = base.copy()
         h.update(text.encode("utf-8", "surrogatepass"))
         return h.hexdigest()
@@ -136,9 +154,11 @@ def salted_sha256(salt: bytes) -> TextFn:
 
 def hmac_sha256(key: bytes) -> TextFn:
     """Hex HMAC-SHA256 of ``utf8(text)`` under ``key``."""
-    one_shot = hmac.digest
+    one_shot = _ONE_SHOT
 
     def digest(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         return one_shot(key, text.encode("utf-8", "surrogatepass"), "sha256").hex()
 
     return digest
@@ -151,11 +171,16 @@ def tokenizer(key: bytes, fmt: str = DEFAULT_TOKEN_FORMAT, length: int = 24) -> 
     an ``hmac-sha256`` digest of the same value under the same key are unrelated.
     """
     prefix, _, suffix = fmt.partition("{hex}")
-    one_shot = hmac.digest
+    one_shot = _ONE_SHOT
+    half = length // 2
+    odd = length % 2 == 1
 
     def token(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         raw = one_shot(key, b"tokenize\x00" + text.encode("utf-8", "surrogatepass"), "sha256")
-        return prefix + raw.hex()[:length] + suffix
+        digits = raw.hex()[:length] if odd else raw[:half].hex()
+        return prefix + digits + suffix
 
     return token
 
@@ -164,6 +189,8 @@ def truncate_text(length: int) -> TextFn:
     """Keep the first ``length`` characters."""
 
     def truncate(text: str) -> str:
+        if type(text) is not str:
+            text = as_text(text)
         return text[:length]
 
     return truncate
@@ -176,15 +203,6 @@ def constant(replacement: str) -> TextFn:
         return replacement
 
     return redact
-
-
-def on_values(text_fn: TextFn) -> ValueFn:
-    """Lift a text function to any value (non-strings through their canonical text)."""
-
-    def apply(value: Any) -> Any:
-        return text_fn(value if type(value) is str else to_text(value))
-
-    return apply
 
 
 # --- generalize ------------------------------------------------------------------------------
