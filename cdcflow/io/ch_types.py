@@ -17,7 +17,7 @@ boolean                                           UInt8
 string, bytes, Enum, EnumSet, Json, Uuid, Xml     String
 Decimal (precision p <= 38, scale s)              Decimal(p, s); otherwise String (exact text)
 VariableScaleDecimal                              String (exact text)
-Date                                              Date (1970-01-01 .. 2149-06-06)
+Date                                              Date32, or String (``YYYY-MM-DD``)
 Time / MicroTime / NanoTime / ZonedTime           String (``HH:MM:SS[.ffffff]``)
 Timestamp                                         DateTime64(3, 'UTC'), or DateTime('UTC')
 MicroTimestamp / ZonedTimestamp                   DateTime64(6, 'UTC'), or DateTime('UTC')
@@ -26,9 +26,10 @@ Year / MicroDuration                              Int32 / Int64
 struct, array, map, geometry                      String (canonical JSON)
 ================================================  ===========================================
 
-Before 20.1 (no ``DateTime64``) timestamps are stored as ``DateTime('UTC')``: whole seconds,
-1970-01-01 to 2106-02-07; the fraction is dropped. Every column except the key is
-``Nullable``.
+Server versions decide two mappings: before 20.1 (no ``DateTime64``) timestamps are stored as
+``DateTime('UTC')``: whole seconds, 1970-01-01 to 2106-02-07, the fraction dropped; before 21.9
+(no ``Date32``) dates are stored as ISO text, because ``Date`` cannot hold dates before 1970
+(birthdays). Every column except the key is ``Nullable``.
 """
 
 from __future__ import annotations
@@ -65,9 +66,8 @@ _TIMESTAMP_PRECISION = {
     lt.DBZ_ZONED_TIMESTAMP: 6,
     lt.DBZ_NANO_TIMESTAMP: 9,
 }
+_DATES = frozenset({lt.DBZ_DATE, lt.CONNECT_DATE})
 _LOGICAL = {
-    lt.DBZ_DATE: "Date",
-    lt.CONNECT_DATE: "Date",
     lt.VARIABLE_SCALE_DECIMAL: "String",
     "io.debezium.time.Year": "Int32",
     "io.debezium.time.MicroDuration": "Int64",
@@ -85,6 +85,11 @@ _INT_RANGES = {
     "UInt64": (0, 2**64 - 1),
 }
 _DATE_RANGE = (dt.date(1970, 1, 1), dt.date(2149, 6, 6))
+_DATE32_RANGE = (dt.date(1900, 1, 1), dt.date(2299, 12, 31))
+#: First ClickHouse releases with DateTime64 and Date32.
+DATETIME64_SINCE = (20, 1)
+DATE32_SINCE = (21, 9)
+Version = tuple[int, ...]
 _DATETIME_RANGE = (
     dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
     dt.datetime(2106, 2, 7, 6, 28, 15, tzinfo=dt.UTC),
@@ -96,13 +101,18 @@ _DATETIME64_RANGE = (
 _DECIMAL = re.compile(r"^Decimal\((\d+),\s*(\d+)\)$")
 
 
-def timestamp_type(precision: int, has_datetime64: bool) -> str:
-    """The type of a timestamp column of ``precision`` fractional digits."""
-    return f"DateTime64({precision}, 'UTC')" if has_datetime64 else "DateTime('UTC')"
+def timestamp_type(precision: int, version: Version) -> str:
+    """The type of a timestamp column of ``precision`` fractional digits on ``version``."""
+    return f"DateTime64({precision}, 'UTC')" if version >= DATETIME64_SINCE else "DateTime('UTC')"
 
 
-def ch_type(column: Column, has_datetime64: bool) -> str:
-    """The ClickHouse type (without ``Nullable``) for a column described by a schema."""
+def date_type(version: Version) -> str:
+    """The type of a date column on ``version``."""
+    return "Date32" if version >= DATE32_SINCE else "String"
+
+
+def ch_type(column: Column, version: Version) -> str:
+    """The ClickHouse type (no ``Nullable``) for a schema column on a server of ``version``."""
     if column.logical == lt.CONNECT_DECIMAL:
         try:
             scale = int(column.parameters.get("scale", "0"))
@@ -113,7 +123,9 @@ def ch_type(column: Column, has_datetime64: bool) -> str:
             return f"Decimal({precision}, {scale})"
         return "String"
     if column.logical in _TIMESTAMP_PRECISION:
-        return timestamp_type(_TIMESTAMP_PRECISION[column.logical], has_datetime64)
+        return timestamp_type(_TIMESTAMP_PRECISION[column.logical], version)
+    if column.logical in _DATES:
+        return date_type(version)
     if column.logical is not None and column.logical in _LOGICAL:
         return _LOGICAL[column.logical]
     if column.logical is not None:
@@ -121,7 +133,7 @@ def ch_type(column: Column, has_datetime64: bool) -> str:
     return _BASE.get(column.type, "String")
 
 
-def ch_type_for_value(value: Any, has_datetime64: bool) -> str:
+def ch_type_for_value(value: Any, version: Version) -> str:
     """The ClickHouse type for a column known only from a decoded value."""
     if isinstance(value, bool):
         return "UInt8"
@@ -130,9 +142,9 @@ def ch_type_for_value(value: Any, has_datetime64: bool) -> str:
     if isinstance(value, float):
         return "Float64"
     if isinstance(value, dt.datetime):
-        return timestamp_type(6, has_datetime64)
+        return timestamp_type(6, version)
     if isinstance(value, dt.date):
-        return "Date"
+        return date_type(version)
     return "String"
 
 
@@ -172,7 +184,9 @@ def _base_converter(sql_type: str) -> Convert:
     if match:
         return _decimal_converter(int(match.group(1)), int(match.group(2)), sql_type)
     if sql_type == "Date":
-        return _date
+        return lambda value: _date(value, _DATE_RANGE, sql_type)
+    if sql_type == "Date32":
+        return lambda value: _date(value, _DATE32_RANGE, sql_type)
     if sql_type.startswith("DateTime64"):
         return lambda value: _datetime(value, _DATETIME64_RANGE, sql_type)
     if sql_type.startswith("DateTime"):
@@ -221,7 +235,7 @@ def _decimal_converter(precision: int, scale: int, sql_type: str) -> Convert:
     return convert
 
 
-def _date(value: Any) -> dt.date:
+def _date(value: Any, bounds: tuple[dt.date, dt.date], sql_type: str) -> dt.date:
     if isinstance(value, dt.datetime):
         value = value.date()
     elif isinstance(value, str):
@@ -231,8 +245,8 @@ def _date(value: Any) -> dt.date:
             raise ValueError(f"value {value!r} is not a date") from exc
     if not isinstance(value, dt.date):
         raise TypeError(f"expected a date, got {type(value).__name__}")
-    if not _DATE_RANGE[0] <= value <= _DATE_RANGE[1]:
-        raise ValueError(f"date {value} out of range for Date (1970-01-01 .. 2149-06-06)")
+    if not bounds[0] <= value <= bounds[1]:
+        raise ValueError(f"date {value} out of range for {sql_type} ({bounds[0]} .. {bounds[1]})")
     return value
 
 

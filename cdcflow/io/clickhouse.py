@@ -63,8 +63,6 @@ DELETED_COLUMN = "_deleted"
 _META = (VERSION_COLUMN, DELETED_COLUMN)
 _DUPLICATE_COLUMN = 15
 _FILL = "\x00fill"  # marks a row whose missing columns are read from the stored row
-#: First ClickHouse release with DateTime64.
-DATETIME64_SINCE = (20, 1)
 
 
 def quote(identifier: str) -> str:
@@ -186,9 +184,9 @@ class ClickHouseWriter(Writer):
         return f"{parts.hostname or 'localhost'}:{parts.port or 9000}/{self.database}"
 
     @property
-    def has_datetime64(self) -> bool:
-        """True when the server supports DateTime64 (known after ``open``)."""
-        return self._version >= DATETIME64_SINCE
+    def server_version(self) -> tuple[int, ...]:
+        """The server's version (known after ``open``), e.g. ``(18, 16, 1)``."""
+        return self._version
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -519,12 +517,12 @@ class ClickHouseWriter(Writer):
             if event.schema is not None:
                 for column in event.schema.columns:
                     if column.name not in columns or column.name in pending:
-                        columns[column.name] = ch_type(column, self.has_datetime64)
+                        columns[column.name] = ch_type(column, self._version)
                         pending.discard(column.name)
             for source in (event.row, event.key):
                 for name, value in (source or {}).items():
                     if name not in columns or (name in pending and value is not None):
-                        columns[name] = ch_type_for_value(value, self.has_datetime64)
+                        columns[name] = ch_type_for_value(value, self._version)
                         if value is None:
                             pending.add(name)
                         else:

@@ -86,7 +86,7 @@ def test_version_parsing() -> None:
             "String",
             "String",
         ),
-        (Column(name="a", type="int32", logical="io.debezium.time.Date"), "Date", "Date"),
+        (Column(name="a", type="int32", logical="io.debezium.time.Date"), "String", "Date32"),
         (
             Column(name="a", type="int64", logical="io.debezium.time.MicroTimestamp"),
             "DateTime('UTC')",
@@ -107,17 +107,20 @@ def test_version_parsing() -> None:
         (Column(name="a", type="struct"), "String", "String"),
     ],
 )
-def test_type_mapping_depends_on_datetime64_support(column: Column, old: str, new: str) -> None:
-    assert ch_type(column, has_datetime64=False) == old
-    assert ch_type(column, has_datetime64=True) == new
+def test_type_mapping_depends_on_the_server_version(column: Column, old: str, new: str) -> None:
+    assert ch_type(column, (18, 16, 1)) == old
+    assert ch_type(column, (24, 3)) == new
 
 
 def test_type_mapping_from_values() -> None:
-    assert ch_type_for_value(True, False) == "UInt8"
-    assert ch_type_for_value(3, False) == "Int64"
-    assert ch_type_for_value(dt.datetime(2024, 1, 1), True) == "DateTime64(6, 'UTC')"
-    assert ch_type_for_value(dt.date(2024, 1, 1), False) == "Date"
-    assert ch_type_for_value({"a": 1}, False) == "String"
+    old, new = (18, 16, 1), (21, 9)
+    assert ch_type_for_value(True, old) == "UInt8"
+    assert ch_type_for_value(3, old) == "Int64"
+    assert ch_type_for_value(dt.datetime(2024, 1, 1), old) == "DateTime('UTC')"
+    assert ch_type_for_value(dt.datetime(2024, 1, 1), new) == "DateTime64(6, 'UTC')"
+    assert ch_type_for_value(dt.date(2024, 1, 1), old) == "String"
+    assert ch_type_for_value(dt.date(2024, 1, 1), new) == "Date32"
+    assert ch_type_for_value({"a": 1}, old) == "String"
     assert nullable("Int32") == "Nullable(Int32)"
     assert nullable("Nullable(Int32)") == "Nullable(Int32)"
 
@@ -146,8 +149,10 @@ def test_decimal_conversion_checks_precision_and_scale() -> None:
 
 def test_date_and_datetime_conversion_check_the_range() -> None:
     assert converter("Date")(dt.date(2024, 1, 1)) == dt.date(2024, 1, 1)
-    with pytest.raises(ValueError, match="out of range for Date"):
+    with pytest.raises(ValueError, match="out of range for Date "):
         converter("Date")(dt.date(1969, 12, 31))
+    assert converter("Date32")(dt.date(1954, 9, 2)) == dt.date(1954, 9, 2)
+    assert converter("Nullable(String)")(dt.date(1954, 9, 2)) == "1954-09-02"
     naive = converter("DateTime('UTC')")(dt.datetime(2024, 1, 1, 12))
     assert naive == dt.datetime(2024, 1, 1, 12, tzinfo=dt.UTC)
     zoned = dt.datetime(2024, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2)))

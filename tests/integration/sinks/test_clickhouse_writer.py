@@ -118,7 +118,7 @@ def test_replacing_merge_tree_mirror_with_view_unavailable_columns_and_replay(
     assert types["id"] == "Int32"
     assert types["amount"] == "Nullable(Decimal(10, 2))"
     assert types["created_at"] in ("Nullable(DateTime('UTC'))", "Nullable(DateTime64(6, 'UTC'))")
-    assert types["ship_date"] == "Nullable(Date)"
+    assert types["ship_date"] in ("Nullable(String)", "Nullable(Date32)")  # 18.16: ISO text
     assert types["_version"] == "UInt64" and types["_deleted"] == "UInt8"
     engine = _query(
         ch_database,
@@ -129,7 +129,7 @@ def test_replacing_merge_tree_mirror_with_view_unavailable_columns_and_replay(
         ch_database, f"SELECT created_at, paid_at, ship_date FROM {db}.orders_current WHERE id = 1"
     )
     assert stored[0][0].replace(microsecond=0, tzinfo=None) == dt.datetime(2024, 1, 15, 10, 30)
-    assert stored[0][2] == dt.date(2024, 2, 1)
+    assert stored[0][2] in ("2024-02-01", dt.date(2024, 2, 1))
     offsets = _query(
         ch_database,
         f"SELECT sink, stream, partition, max(offset) FROM {db}.cdcflow_offsets "
@@ -195,7 +195,7 @@ def test_rows_that_do_not_fit_become_dead_letters(ch_database: str) -> None:
             batch(
                 [
                     event("c", 1, 2, after=_row(2, qty=2**40)),  # out of range for Int32
-                    event("c", 2, 3, after=_row(3, ship_date=dt.date(1960, 1, 1))),  # before 1970
+                    event("c", 2, 3, after=_row(3, paid_at=dt.datetime(1850, 1, 1))),  # too old
                     event("c", 3, 4, after=_row(4, amount=Decimal("123456789.00"))),  # > (10, 2)
                     event("c", 4, 5, after=_row(5, qty="many")),  # type mismatch
                     event("u", 5, 1, after=_row(1, qty=7)),
@@ -208,7 +208,7 @@ def test_rows_that_do_not_fit_become_dead_letters(ch_database: str) -> None:
     assert [letter.position.offset for letter in letters if letter.position] == [1, 2, 3, 4]
     reasons = [letter.reason for letter in letters]
     assert "column 'qty'" in reasons[0] and "out of range" in reasons[0]
-    assert "column 'ship_date'" in reasons[1]
+    assert "column 'paid_at'" in reasons[1] and "out of range" in reasons[1]
     assert "column 'amount'" in reasons[2]
     assert "column 'qty'" in reasons[3] and "integer" in reasons[3]
     assert _query(ch_database, f"SELECT id, qty FROM {db}.orders_current ORDER BY id") == [(1, 7)]
