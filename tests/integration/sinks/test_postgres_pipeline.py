@@ -170,3 +170,32 @@ def test_validate_reports_an_unreachable_server_and_a_missing_timescaledb(
     run = run_cli("run", str(pipeline))
     assert run.returncode == 1
     assert "TimescaleDB extension" in run.stderr
+
+
+def test_persistent_transient_failure_stops_the_run_with_nothing_committed(
+    tmp_path: Path, pg_database: str
+) -> None:
+    log = generate_changelog(1200, 200, seed=9)
+    _write(tmp_path, log, 600)
+    sink = {
+        "name": "mirror",
+        "type": "postgres",
+        "dsn": pg_database + "?options=-c%20lock_timeout%3D100",
+        "retry": {"max_attempts": 3, "initial_backoff_s": 0.05},
+    }
+    pipeline = _pipeline(tmp_path, [sink])
+    assert run_cli("run", str(pipeline)).returncode == 0
+    _write(tmp_path, log, len(log.messages))
+    with psycopg.connect(pg_database) as blocker:
+        blocker.execute("SELECT * FROM cdcflow_offsets FOR UPDATE")  # held until the end
+        failed = run_cli("run", str(pipeline))
+        assert failed.returncode == 1
+        assert "sink 'mirror': write of items.jsonl/0 up to offset" in failed.stderr
+        assert "giving up after 3 attempts" in failed.stderr
+        assert "LockNotAvailable" in failed.stderr
+    assert _offsets(pg_database) == {"mirror": 599}
+    expected_then = generate_changelog(600, 200, seed=9).final
+    assert _mirror(pg_database) == expected_then
+    resumed = run_cli("run", str(pipeline))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _mirror(pg_database) == log.final
