@@ -198,7 +198,7 @@ def _row_converter(struct_schema: Mapping[str, Any]) -> RowConverter | None:
                     row[name] = conv(value)
                 except DecodeError as exc:
                     raise DecodeError(f"column {name!r}: {exc}") from None
-                except (TypeError, ValueError, AttributeError) as exc:
+                except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
                     raise DecodeError(f"column {name!r}: cannot decode {value!r}: {exc}") from None
 
     return convert
@@ -769,8 +769,16 @@ class DebeziumJsonDecoder:
     def _table_id(self, source: SourceInfo, topic: str | None) -> TableId:
         if source.table:
             ident = (source.database, source.schema, source.table)
-            found = self._table_ids.get(ident)
+            try:
+                found = self._table_ids.get(ident)
+            except TypeError:  # a list or object where a name belongs
+                found = None
             if found is None:
+                for part, value in zip(("db", "schema", "table"), ident, strict=True):
+                    if value is not None and type(value) is not str:
+                        raise DecodeError(
+                            f"the table's {part} name must be text, got {type(value).__name__}"
+                        )
                 if len(self._table_ids) >= _SCHEMA_CACHE_LIMIT:
                     self._table_ids.clear()
                 found = TableId(database=ident[0], schema=ident[1], table=ident[2])

@@ -70,6 +70,9 @@ def _as_int(value: Any, logical: str) -> int:
     return value
 
 
+#: The largest decimal scale accepted (PostgreSQL's numeric allows 16383 fractional digits).
+MAX_SCALE = 1_000_000
+
 #: A context that never rounds: unscaled values of any size keep every digit.
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
@@ -128,6 +131,8 @@ def variable_scale_decimal(value: Any) -> Decimal:
     if not isinstance(value, dict) or "scale" not in value or "value" not in value:
         raise _fail(VARIABLE_SCALE_DECIMAL, value, 'expected {"scale": int, "value": base64}')
     scale = _as_int(value["scale"], VARIABLE_SCALE_DECIMAL)
+    if not -MAX_SCALE <= scale <= MAX_SCALE:
+        raise _fail(VARIABLE_SCALE_DECIMAL, value, f"scale beyond ±{MAX_SCALE}")
     return unscaled_to_decimal(_as_bytes(value["value"], VARIABLE_SCALE_DECIMAL), scale)
 
 
@@ -294,6 +299,8 @@ def converter_for(
             scale = int(parameters.get("scale", "0"))
         except ValueError as exc:
             raise DecodeError(f"decimal schema has a non-integer scale {parameters!r}") from exc
+        if not -MAX_SCALE <= scale <= MAX_SCALE:
+            raise DecodeError(f"decimal schema scale {scale} is beyond ±{MAX_SCALE}")
         return decimal_converter(scale)
     if logical is not None and logical in _SIMPLE:
         return _SIMPLE[logical]

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cdcflow.errors import DecodeError
 from cdcflow.schemas import debezium_json
+from cdcflow.schemas import logical as logical_names
 from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
 from cdcflow.schemas.model import (
     ChangeEvent,
@@ -840,3 +843,108 @@ def test_unwrapped_table_fields_never_stay_in_meta() -> None:
     assert event.meta == {}
     assert event.table == TableId("b", "s", "t2")  # the source fields win
     assert event.key == {"id": 1}
+
+
+# -- robustness: any JSON either decodes or raises DecodeError --------------------------------
+
+_KEYS = [
+    "op", "before", "after", "source", "ts_ms", "transaction", "status", "id", "ddl",
+    "databaseName", "tableChanges", "__op", "__deleted", "__table", "__db", "__source_ts_ms",
+    "updateDescription", "patch", "filter", "schema", "payload", "position", "event_count",
+    "data_collections", "table", "db", "collection", "snapshot", "connector", "x",
+]  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["c", "u", "d", "r", "t", "BEGIN", "END", "__debezium_unavailable_value",
+                     '{"a": 1}', "{bad", "AA==", "2024-01-15T10:30:00Z", ""]),
+    st.text(max_size=5),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
+_LOGICAL = [
+    None,
+    *sorted(
+        {v for v in vars(logical_names).values() if isinstance(v, str) and v.startswith("io.")}
+        | {v for v in vars(logical_names).values() if isinstance(v, str) and v.startswith("org.")}
+    ),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
+    st.sampled_from([None, b'{"id": 1}', b'"k"', b"[1]", b'{"id": "{\\"$oid\\": \\"ab\\"}"}']),
+    st.sampled_from([None, "a.b.c"]),
+)
+def test_any_json_message_decodes_or_raises_decode_error(
+    message: dict[str, Any], key: bytes | None, topic: str | None
+) -> None:
+    try:
+        DebeziumJsonDecoder().decode(json.dumps(message).encode(), pos(), key=key, topic=topic)
+    except DecodeError:
+        pass
+
+
+def test_logical_names_are_fuzzed() -> None:
+    assert logical_names.DBZ_NANO_TIMESTAMP in _LOGICAL
+    assert logical_names.CONNECT_DECIMAL in _LOGICAL
+    assert len(_LOGICAL) > 14
+
+
+_FIELD = st.fixed_dictionaries(
+    {
+        "field": st.sampled_from(["a", "b"]),
+        "type": st.sampled_from(["int32", "int64", "string", "bytes", "struct", "array", "map"]),
+    },
+    optional={
+        "name": st.sampled_from(_LOGICAL),
+        "parameters": st.sampled_from([{"scale": "2"}, {"scale": "-5"}, {"scale": "x"}, {}]),
+        "items": st.fixed_dictionaries(
+            {"type": st.just("int64")}, optional={"name": st.sampled_from(_LOGICAL)}
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(_FIELD, max_size=4),
+    st.dictionaries(st.sampled_from(["a", "b"]), _VALUES, max_size=2),
+    st.booleans(),
+)
+def test_any_schema_and_row_decodes_or_raises_decode_error(
+    fields: list[dict[str, Any]], row: dict[str, Any], envelope: bool
+) -> None:
+    if envelope:
+        schema = {
+            "type": "struct",
+            "fields": [
+                {"type": "struct", "fields": fields, "field": "after"},
+                {"type": "string", "field": "op"},
+            ],
+        }
+        payload: dict[str, Any] = {"op": "c", "after": row, "source": {"table": "t"}}
+    else:
+        schema = {"type": "struct", "fields": fields}
+        payload = dict(row, __table="t")
+    value = json.dumps({"schema": schema, "payload": payload}).encode()
+    try:
+        DebeziumJsonDecoder().decode(value, pos())
+    except DecodeError:
+        pass
+
+
+def test_table_names_must_be_text() -> None:
+    decoder = DebeziumJsonDecoder()
+    with pytest.raises(DecodeError, match="table name must be text, got int"):
+        decoder.decode(b'{"id": 1, "__table": 7}', pos())
+    with pytest.raises(DecodeError, match="db name must be text, got list"):
+        decoder.decode(b'{"op": "c", "after": {}, "source": {"table": "t", "db": [1]}}', pos())

@@ -310,3 +310,11 @@ def test_pass_through_types_have_no_converter(name: str) -> None:
 def test_plain_types_have_no_converter() -> None:
     for base in ("int32", "int64", "string", "boolean", "float64", "struct", "array"):
         assert converter_for(None, base, {}) is None
+
+
+@pytest.mark.parametrize("scale", [2**80, -(2**80), 1_000_001])
+def test_absurd_scales_are_decode_errors(scale: int) -> None:
+    with pytest.raises(DecodeError, match="scale"):
+        conv(logical.VARIABLE_SCALE_DECIMAL, "struct")({"scale": scale, "value": "AQ=="})
+    with pytest.raises(DecodeError, match="scale"):
+        converter_for(logical.CONNECT_DECIMAL, "bytes", {"scale": str(scale)})
