@@ -174,3 +174,28 @@ def test_build_detectors_rejects_unknown_names() -> None:
 
 def test_every_detector_is_built_by_default() -> None:
     assert [d.name for d in build_detectors()] == list(ALL_DETECTORS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1 " * 50_000,
+        "+1" + " 2" * 50_000 + "x",
+        "0" + "-12" * 30_000 + "a",
+        "a" * 100_000 + "@",
+        "@" + "b" * 100_000,
+        "DE89" + " ABCD" * 20_000 + "z",
+        "ab:" * 30_000 + "g",
+        "eyJ" + "a" * 100_000,
+        "bearer " * 20_000,
+        "4111" * 25_000 + "x",
+        "1.2.3." * 20_000,
+    ],
+    ids=range(11),
+)
+def test_adversarial_texts_are_scanned_in_linear_time(text: str) -> None:
+    import time
+
+    start = time.process_time()
+    find_all(text, build_detectors())
+    assert time.process_time() - start < 5.0

@@ -453,3 +453,21 @@ def test_struct_replace_keeps_other_event_fields() -> None:
         Op.CREATE,
     )
     assert msgspec.structs.asdict(out).keys() == msgspec.structs.asdict(original).keys()
+
+
+def test_a_catch_all_empty_allow_list_fails_closed_on_unknown_tables() -> None:
+    s = step(
+        tables=[
+            {"table": "shop.public.customers", "allow": ["id", "email"], "key_columns": ["id"]},
+            {"table": "*", "allow": []},
+        ]
+    )
+    batch, dead = run(
+        s,
+        event(after={"id": 1, "email": "a@b.co", "x": 1}, key={"id": 1}),
+        event(table=TICKETS, after={"id": 2, "body": "secret"}, key={"id": 2}),
+    )
+    assert [e.table for e in batch.events] == [CUSTOMERS]
+    (letter,) = dead
+    assert letter.event is not None
+    assert letter.event["after"] == {} and letter.event["key"] == {}

@@ -141,14 +141,16 @@ def test_generalize_dates(granularity: str, value: Any, expected: Any) -> None:
         (10, -3, -10),
         (1000, 123456, 123000),
         (0.5, 2.7, 2.5),
-        (10, Decimal("37.50"), Decimal("30")),
-        (10, 3.0, 0),
+        (10, Decimal("37.50"), Decimal("30.00")),
+        (0.25, Decimal("1.30"), Decimal("1.25")),
+        (10, 3.0, 0.0),
     ],
 )
 def test_generalize_numbers_to_buckets(bucket: float, value: Any, expected: Any) -> None:
     out = fn("generalize", bucket=bucket)(value)
     assert out == expected
-    assert type(out) is type(value) or isinstance(value, float)
+    assert str(out) == str(expected)
+    assert type(out) is type(value)
 
 
 @pytest.mark.parametrize(

@@ -270,7 +270,8 @@ def generalizer(
                 return math.floor(value / bucket) * bucket
             if not value.is_finite():
                 raise fail(value, "a finite number")
-            return (value / decimal_bucket).to_integral_value(rounding=ROUND_FLOOR) * decimal_bucket
+            floored = (value / decimal_bucket).to_integral_value(rounding=ROUND_FLOOR)
+            return (floored * decimal_bucket).quantize(value)  # keep the value's scale
         if isinstance(value, str) and granularity is not None:
             try:
                 if len(value) == 10:
