@@ -129,8 +129,6 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
         topic, partition, _, _ = element
         restriction = tracker.current_restriction()
         start, stop = restriction.start, restriction.stop
-        if start >= stop:
-            return
         poller = self._poller(topic, partition)
         poller.open(start)
         committed: list[int] = []
@@ -138,8 +136,14 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
         def commit() -> None:
             if committed:
                 poller.commit(committed[-1] + 1)
+            elif poller.last_committed is None and start > 0:
+                # Everything below ``start`` is written (the start came from the sinks'
+                # positions, the group or the start mode): bring the group up to date once.
+                poller.commit(start)
 
         finalizer.register(commit)
+        if start >= stop:
+            return
         claimed = start - 1
         deadline = time.monotonic() + self.bundle_seconds
         while True:

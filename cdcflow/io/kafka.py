@@ -192,6 +192,7 @@ class PartitionPoller:
         self.partition = partition
         self._consumer: Any = None
         self._next: int | None = None
+        self.last_committed: int | None = None
 
     def open(self, offset: int) -> None:
         """Create the consumer (if needed) and position it at ``offset``."""
@@ -225,45 +226,48 @@ class PartitionPoller:
         topic = self.topic
         part = self.partition
         expected = self._next
-        records: list[RawRecord] = []
-        append = records.append
+        # Hot path: one comprehension over the data messages (errors are rare events).
+        records = [
+            RawRecord(
+                m.key(),
+                m.value(),
+                Position(topic, part, m.offset()),
+                m.timestamp()[1],
+                tuple(h) if (h := m.headers()) else (),
+            )
+            for m in messages
+            if m.error() is None
+        ]
+        if records and records[0].position.offset < expected:  # stale prefetch after a seek
+            records = [r for r in records if r.position.offset >= expected]
+        next_offset = records[-1].position.offset + 1 if records else expected
         at_end = False
-        next_offset = expected
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        if len(records) != len(messages):
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    continue
                 if error.code() == eof_code:
-                    at_end = True
                     end = message.offset()
-                    if end is not None and end > next_offset:
+                    if end is not None and end >= next_offset:
+                        at_end = True
                         next_offset = end
                     continue
-                if error.retriable() or not error.fatal():
-                    log.warning("Kafka %s[%d]: %s", topic, part, error)
-                    continue
-                raise KafkaError(f"Kafka {topic}[{part}]: {error}")
-            offset = message.offset()
-            if offset < expected:
-                continue
-            at_end = False
-            headers = message.headers()
-            append(
-                RawRecord(
-                    message.key(),
-                    message.value(),
-                    Position(topic, part, offset),
-                    message.timestamp()[1],
-                    tuple(headers) if headers else (),
-                )
-            )
-            next_offset = offset + 1
+                if error.fatal():
+                    raise KafkaError(f"Kafka {topic}[{part}]: {error}")
+                log.warning("Kafka %s[%d]: %s", topic, part, error)
         self._next = next_offset
         return PollResult(records=records, next_offset=next_offset, at_end=at_end)
 
     def commit(self, next_offset: int) -> bool:
-        """Commit ``next_offset`` (the next offset to read) to the group; False on failure."""
+        """Commit ``next_offset`` (the next offset to read) to the group; False on failure.
+
+        An offset equal to the last one this poller committed is not sent again.
+        """
         if self._consumer is None or not self.settings.commit_offsets:
             return False
+        if next_offset == self.last_committed:
+            return True
         kafka = _kafka()
         try:
             self._consumer.commit(
@@ -277,6 +281,7 @@ class PartitionPoller:
                 next_offset, self.topic, self.partition, self.settings.group_id, exc,
             )
             return False
+        self.last_committed = next_offset
         return True
 
     def close(self) -> None:
@@ -347,11 +352,17 @@ class KafkaSource(Source):
     # -- where to start and end -----------------------------------------------------------
 
     def start_offsets(
-        self, resume: Mapping[PartitionKey, int] | None = None
+        self,
+        resume: Mapping[PartitionKey, int] | None = None,
+        group_is_a_sink_position: bool = False,
     ) -> dict[TopicPartitionKey, int]:
         """The first offset to read per partition (see the module docstring).
 
         ``resume`` holds the sinks' resume offsets (``(topic, "partition") -> offset``).
+        ``group_is_a_sink_position`` says that some sink keeps no positions of its own: the
+        group's committed offset is then its position, and a partition starts at the lower
+        of the sinks' resume offset and the group's offset (so that sink misses nothing
+        written by the others just before a crash).
         """
         kafka = _kafka()
         resume = resume or {}
@@ -362,7 +373,7 @@ class KafkaSource(Source):
             sink_offset = resume.get((topic, str(part)))
             if sink_offset is not None:
                 result[(topic, part)] = sink_offset
-            else:
+            if sink_offset is None or group_is_a_sink_position:
                 pending.append((topic, part))
         if not pending:
             return result
@@ -374,10 +385,15 @@ class KafkaSource(Source):
             )
             unknown = []
             for tp in committed:
-                if tp.error is None and tp.offset is not None and tp.offset >= 0:
-                    result[(tp.topic, tp.partition)] = tp.offset
+                key = (tp.topic, tp.partition)
+                has_offset = tp.error is None and tp.offset is not None and tp.offset >= 0
+                if key in result:  # a sink position exists: the group can only lower it
+                    if has_offset:
+                        result[key] = min(result[key], tp.offset)
+                elif has_offset:
+                    result[key] = tp.offset
                 else:
-                    unknown.append((tp.topic, tp.partition))
+                    unknown.append(key)
             start = self.settings.start
             if start == "committed":
                 reset = str(client_settings(self.settings.client_config).get(

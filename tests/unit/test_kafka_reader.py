@@ -177,3 +177,34 @@ def test_beam_reader_stops_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     assert LOG == []
     with pytest.raises(ValueError, match="partition spec"):
         ReadFromKafka(settings(), [(T, 0, -1, 5)])
+
+
+def test_group_offset_lowers_the_start_when_a_sink_keeps_no_positions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = FakeBroker()
+    broker.add(T, 0, 10)
+    broker.add(T, 1, 10)
+    broker.committed[(T, 0)] = 4
+    install(monkeypatch, broker)
+    source = KafkaSource(settings())
+    resume = {(T, "0"): 8, (T, "1"): 6}
+    assert source.start_offsets(resume) == {(T, 0): 8, (T, 1): 6}
+    lowered = source.start_offsets(resume, group_is_a_sink_position=True)
+    assert lowered == {(T, 0): 4, (T, 1): 6}
+
+
+def test_an_empty_range_still_brings_the_group_up_to_date(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    LOG.clear()
+    broker = FakeBroker(log=LOG)
+    broker.add(T, 0, 6)
+    install(monkeypatch, broker)
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        _ = (
+            pipeline
+            | ReadFromKafka(settings(), [(T, 0, 6, 6)])
+            | beam.ParDo(_RecordWrites())
+        )
+    assert LOG == [("commit", 0, 6)]
