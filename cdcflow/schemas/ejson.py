@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -44,7 +44,7 @@ def _binary(value: dict[str, Any]) -> bytes:
     payload = value["$binary"]
     if isinstance(payload, dict):
         payload = payload.get("base64", "")
-    return base64.b64decode(payload)
+    return base64.b64decode(payload, validate=True)
 
 
 def _convert(value: Any) -> Any:
@@ -76,7 +76,7 @@ def _convert(value: Any) -> Any:
             if "$regularExpression" in keys:
                 regex = value["$regularExpression"]
                 return {"pattern": regex.get("pattern"), "options": regex.get("options")}
-        except (ValueError, TypeError, KeyError, InvalidOperation, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as exc:
             raise DecodeError(f"bad Extended JSON value {value!r}: {exc}") from exc
     return {k: _convert(v) for k, v in value.items()}
 

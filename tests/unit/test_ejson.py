@@ -82,6 +82,8 @@ def test_convert_value_for_key_ids() -> None:
         ('{"x": {"$numberInt": "seven"}}', "bad Extended JSON"),
         ('{"x": {"$date": true}}', r"\$date"),
         ('{"x": {"$numberDecimal": "1.2.3"}}', "bad Extended JSON"),
+        ('{"x": {"$date": {"$numberLong": "99999999999999999999"}}}', "bad Extended JSON"),
+        ('{"x": {"$binary": {"base64": "***", "subType": "00"}}}', "bad Extended JSON"),
     ],
 )
 def test_errors(text: str, reason: str) -> None:
