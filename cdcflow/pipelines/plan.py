@@ -18,6 +18,7 @@ from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.pipelines.config import Loc, PipelineConfig
+from cdcflow.transforms.redact.dead_letters import protect_dead_letters
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -58,6 +59,9 @@ def plan_pipeline(config: PipelineConfig) -> Plan:
         dead_letters = DeadLetterFileWriter(
             context.base_dir / "dead-letters" / f"{config.pipeline}.jsonl"
         )
+    # Redact steps also redact the dead letters of the steps before them, at the dead-letter
+    # sink, whatever the engine (docs/redaction.md); without redact steps this is a no-op.
+    dead_letters = protect_dead_letters(dead_letters, [decode, *steps])
     return Plan(
         config=config,
         source=source,

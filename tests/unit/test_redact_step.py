@@ -297,26 +297,32 @@ def test_scan_in_a_key_needs_a_key_safe_detect_strategy() -> None:
     assert out.key == out.after and out.key is not None and out.key["email"].startswith("tok_")
 
 
-def test_carried_dead_letters_are_redacted() -> None:
+def test_dead_letters_are_redacted_for_storage() -> None:
     s = step(rules=RULES, raw_dead_letters="keep")
-    decoded = event_dead_letter("sink", event(after=ADA, key={"id": 1}), ValueError("rejected"))
+    decoded = event_dead_letter("route", event(after=ADA, key={"id": 1}), ValueError("rejected"))
     raw = raw_dead_letter(
         "decode", ValueError("not JSON; starts with 'ada@example.com'"), None, b"{ada"
     )
+    # Carried letters pass through the step itself untouched...
     batch, _ = run(s, dead_letters=[decoded, raw])
-    first, second = batch.dead_letters
+    assert batch.dead_letters == [decoded, raw]
+    # ...and are redacted where they are stored.
+    first = s.redact_dead_letter(decoded)
+    second = s.redact_dead_letter(raw)
     assert first.event is not None
     assert first.event["after"]["email"] == "a**@example.com"
     assert "credit_limit" not in first.event["after"]
+    assert decoded.event is not None and decoded.event["after"]["email"] == "ada@example.com"
     assert second.value == b"{ada"  # keep: the original bytes stay
     assert "ada@example.com" not in second.reason and "[REDACTED]" in second.reason
+    # A letter produced after the step (a sink's) keeps its already-redacted event.
+    assert s.redact_dead_letter(decoded, event=False).event == decoded.event
 
 
 def test_raw_dead_letters_drop_removes_bytes_and_reason() -> None:
     s = step(rules=RULES, raw_dead_letters="drop")
     raw = raw_dead_letter("decode", ValueError("starts with 'Ada Lovelace'"), None, b"{x", b"k")
-    batch, _ = run(s, dead_letters=[raw])
-    (letter,) = batch.dead_letters
+    letter = s.redact_dead_letter(raw)
     assert letter.value is None and letter.key is None
     assert "Ada" not in letter.reason and "withheld" in letter.reason
 
@@ -380,11 +386,11 @@ def test_secrets_never_reach_outputs_metrics_or_dead_letters() -> None:
         s,
         event(after=values, key={"id": 1}),
         event(after={**values, "since": "2020-01-01"}, key={"id": 2}),
-        dead_letters=[raw_dead_letter("decode", ValueError("bad"), None, b"x")],
     )
+    stored = s.redact_dead_letter(raw_dead_letter("decode", ValueError("bad"), None, b"x"))
     assert len(batch.events) == 1 and len(dead) == 1
     outputs = [dumps(event_dict(e)).decode() for e in batch.events]
-    outputs += [dumps(dead_letter_dict(d)).decode() for d in [*dead, *batch.dead_letters]]
+    outputs += [dumps(dead_letter_dict(d)).decode() for d in [*dead, stored]]
     outputs += [prometheus_text(s.metrics), repr(s), repr(s.metrics), repr(s.config), str(s.config)]
     outputs += [repr(s.policy.rules[0].fn), repr(vars(s.policy.rules[4]))]
     for text in outputs:

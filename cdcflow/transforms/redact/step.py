@@ -6,9 +6,10 @@ Per batch:
   schema follow the dropped and retyped columns). An event that cannot be redacted safely
   (a value a strategy cannot handle, a key treatment that is not key-safe) becomes a dead
   letter whose ``event`` is itself redacted, with the failing values withheld (null);
-* dead letters carried from earlier steps with a decoded ``event`` are redacted the same way;
-  dead letters of undecodable records keep their original bytes (``raw_dead_letters: keep``)
-  or lose them (``drop``); every dead letter's ``reason`` is scrubbed by the detectors;
+* dead letters are redacted where they are stored (:meth:`RedactStep.redact_dead_letter`,
+  applied by :class:`~cdcflow.transforms.redact.dead_letters.RedactingDeadLetterWriter`,
+  which the planner puts in front of the dead-letter sink): letters carried in the batch pass
+  through this step untouched;
 * tombstone markers' keys are redacted with the plan of the table the stream is named after
   (Kafka topics ``server.schema.table``), leniently.
 
@@ -99,10 +100,7 @@ class RedactStep(Step):
         markers = batch.markers
         if markers and any(isinstance(m, Tombstone) and m.key for m in markers):
             markers = [self._tombstone(m, batch.stream) for m in markers]
-        carried = batch.dead_letters
-        if carried:
-            carried = [self._redact_letter(letter) for letter in carried]
-        out = msgspec.structs.replace(batch, events=events, markers=markers, dead_letters=carried)
+        out = msgspec.structs.replace(batch, events=events, markers=markers)
         self._flush_counts()
         return StepResult(batch=out, dead_letters=dead)
 
@@ -124,7 +122,14 @@ class RedactStep(Step):
             return marker
         return msgspec.structs.replace(marker, key=plan.lenient(marker.key))
 
-    def _redact_letter(self, letter: DeadLetter) -> DeadLetter:
+    def redact_dead_letter(self, letter: DeadLetter, event: bool = True) -> DeadLetter:
+        """``letter`` redacted for storage.
+
+        With ``event`` (a letter produced before this step) its decoded event is redacted with
+        this step's policy, leniently. Whatever its origin, the reason is scrubbed by the
+        detectors (``scan_dead_letter_reasons``) and, with ``raw_dead_letters: drop``, the
+        original bytes of an undecodable record are dropped.
+        """
         policy = self.policy
         changes: dict[str, Any] = {}
         if self.config.scan_dead_letter_reasons and letter.reason:
@@ -132,7 +137,8 @@ class RedactStep(Step):
             if scrubbed != letter.reason:
                 changes["reason"] = scrubbed
         if letter.event is not None:
-            changes["event"] = self._redact_event_dict(letter.event)
+            if event:
+                changes["event"] = self._redact_event_dict(letter.event)
         elif self.config.raw_dead_letters == "drop" and (
             letter.value is not None or letter.key is not None
         ):
@@ -142,7 +148,10 @@ class RedactStep(Step):
                 f"{letter.error_type} in step {letter.step}: reason and original bytes withheld "
                 "(redact raw_dead_letters: drop)"
             )
-        return msgspec.structs.replace(letter, **changes) if changes else letter
+        if changes:
+            letter = msgspec.structs.replace(letter, **changes)
+            self._flush_counts()
+        return letter
 
     def _redact_event_dict(self, event: dict[str, Any]) -> dict[str, Any]:
         table = event.get("table")
