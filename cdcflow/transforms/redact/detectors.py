@@ -221,7 +221,7 @@ def _validate_phone(match: re.Match[str]) -> Span | None:
     leave part of a number behind.
     """
     text = match.group(0)
-    digits = sum(ch.isdigit() for ch in text)
+    digits = sum(map(str.isdigit, text))
     if text.startswith("+"):
         return match.span() if digits >= 7 else None
     if text.startswith("0"):
