@@ -173,3 +173,29 @@ def test_another_key_gives_other_tokens(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ada = _rows(directory / "output" / "shop.sqlite", "customers")[0]
     assert ada["phone"] == _token("+44 20 7946 0018", other) != _token("+44 20 7946 0018")
+
+
+def _validate(directory: Path, key: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REDACT_KEY": key, "REDACT_SALT": SALT}
+    return subprocess.run(
+        [str(_cdcflow()), "validate", "pipeline.yaml"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_validate_never_prints_the_secrets(
+    ran: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    directory, _ = ran
+    good = _validate(directory, KEY)
+    assert good.returncode == 0, good.stderr
+    assert KEY not in good.stdout + good.stderr and SALT not in good.stdout + good.stderr
+    short = "tooShort-7c1e"
+    bad = _validate(directory, short)
+    assert bad.returncode == 2
+    assert "key must be at least 16 characters" in bad.stdout + bad.stderr
+    assert short not in bad.stdout + bad.stderr
