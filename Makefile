@@ -49,6 +49,7 @@ lint: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/decode_throughput.py
+	$(BIN)/python benchmarks/redact_throughput.py
 
 clean:
 	rm -rf $(VENV) $(FLINK_VENV) examples/*/output .pytest_cache .mypy_cache .ruff_cache
