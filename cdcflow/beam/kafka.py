@@ -102,9 +102,12 @@ _TRACKER = beam.DoFn.RestrictionParam(_PartitionRanges())
 class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
     """Reads one partition's offset range, one ``RawBatch`` per poll; commits on finalization."""
 
-    def __init__(self, settings: KafkaSettings, bundle_seconds: float) -> None:
+    def __init__(self, settings: KafkaSettings, bundle_seconds: float, partitions: int = 1) -> None:
         self.settings = settings
         self.bundle_seconds = bundle_seconds
+        # Idle partitions are visited in turn, each waiting this long for a first record, so
+        # one round over all of them takes about ``poll_timeout`` (the idle latency bound).
+        self.idle_wait = max(0.01, settings.poll_timeout_s / max(1, partitions))
         self.records = Metrics.counter(NAMESPACE, "records_read")
         self._pollers: dict[tuple[str, int], PartitionPoller] = {}
 
@@ -151,7 +154,7 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
                 if claimed < stop - 1:
                     tracker.try_claim(stop - 1)  # close the range: the run is ending
                 return
-            result = poller.poll()
+            result = poller.poll(timeout=self.idle_wait)
             records = result.records
             if records and records[-1].position.offset >= stop:
                 records = [r for r in records if r.position.offset < stop]
@@ -210,7 +213,7 @@ class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
 
     def expand(self, pbegin: Any) -> Any:
         """Create one element per partition and read each with the splittable DoFn."""
-        read = _ReadKafkaPartitionFn(self.settings, self.bundle_seconds)
+        read = _ReadKafkaPartitionFn(self.settings, self.bundle_seconds, len(self.specs))
         partitions = pbegin | "Partitions" >> beam.Create(self.specs)
         coders.register()
         return partitions | "ReadPartition" >> beam.ParDo(read).with_output_types(RawBatch)

@@ -170,7 +170,8 @@ class PollResult(msgspec.Struct):
 
     ``records`` are in offset order; ``next_offset`` is the offset after the last record (or
     the end offset the broker reported at end of partition); ``at_end`` is true when the
-    consumer reached the partition's current end.
+    consumer is at the partition's current end (it stays true, poll after poll, until a new
+    record arrives).
     """
 
     records: list[RawRecord]
@@ -192,6 +193,7 @@ class PartitionPoller:
         self.partition = partition
         self._consumer: Any = None
         self._next: int | None = None
+        self._at_end = False
         self.last_committed: int | None = None
 
     def open(self, offset: int) -> None:
@@ -202,6 +204,7 @@ class PartitionPoller:
         if self._next != offset:
             self._consumer.assign([kafka.TopicPartition(self.topic, self.partition, offset)])
             self._next = offset
+            self._at_end = False
 
     @property
     def position(self) -> int | None:
@@ -241,7 +244,8 @@ class PartitionPoller:
         if records and records[0].position.offset < expected:  # stale prefetch after a seek
             records = [r for r in records if r.position.offset >= expected]
         next_offset = records[-1].position.offset + 1 if records else expected
-        at_end = False
+        # "At the end" sticks until a record arrives: the broker signals the end only once.
+        at_end = self._at_end and not records
         if len(records) != len(messages):
             for message in messages:
                 error = message.error()
@@ -257,6 +261,7 @@ class PartitionPoller:
                     raise KafkaError(f"Kafka {topic}[{part}]: {error}")
                 log.warning("Kafka %s[%d]: %s", topic, part, error)
         self._next = next_offset
+        self._at_end = at_end
         return PollResult(records=records, next_offset=next_offset, at_end=at_end)
 
     def commit(self, next_offset: int) -> bool:
