@@ -5,6 +5,7 @@ See :mod:`cdcflow.flink.plan` for the job's shape and why it is built this way.
 
 from __future__ import annotations
 
+import logging
 import os
 import site
 import sys
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from cdcflow.errors import missing_extra
-from cdcflow.flink.plan import JobSpec, batch_query_sql, partition_key, source_table_ddl
+from cdcflow.flink.plan import (
+    JobSpec,
+    batch_query_sql,
+    partition_key,
+    partitioned_by_partition,
+    source_table_ddl,
+)
 from cdcflow.flink.processor import BatchProcessor, raw_batch
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import plan_pipeline
@@ -26,6 +33,8 @@ except ImportError as exc:  # pragma: no cover - only without the extra
     raise missing_extra("apache-flink", "flink") from exc
 
 PROCESS_UID = "cdcflow-process"
+
+log = logging.getLogger(__name__)
 
 
 def _python_path() -> str:
@@ -124,12 +133,16 @@ def build(env: Any, spec: JobSpec) -> None:
         name = f"cdcflow_source_{index}"
         t_env.execute_sql(source_table_ddl(name, topic, spec))
         tables.append(name)
-    batches = t_env.to_data_stream(
-        t_env.sql_query(batch_query_sql(tables, options.batch_interval_ms))
-    )
+    query = batch_query_sql(tables, options.batch_interval_ms)
+    batches = t_env.to_data_stream(t_env.sql_query(query))
+    if not partitioned_by_partition(t_env.explain_sql(query), len(tables)):
+        # Cannot prove each partition's windows run on one subtask: route by key instead.
+        log.warning("Flink's plan does not hash by (topic, partition): adding a key_by")
+        batches = batches.key_by(
+            lambda row: partition_key(row[0], row[1]), key_type=Types.STRING()
+        )
     (
-        batches.key_by(lambda row: partition_key(row[0], row[1]), key_type=Types.STRING())
-        .map(ProcessBatches(spec.plan.config), output_type=Types.LONG())
+        batches.map(ProcessBatches(spec.plan.config), output_type=Types.LONG())
         .name(f"cdcflow:{spec.pipeline}")
         .uid(PROCESS_UID)
     )

@@ -37,7 +37,13 @@ from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
 
 #: Java Kafka client settings cdcflow sets itself (the consumer_config cannot override them).
-_MANAGED = {"bootstrap.servers", "group.id", "key.deserializer", "value.deserializer"}
+_MANAGED = {
+    "bootstrap.servers",
+    "group.id",
+    "key.deserializer",
+    "value.deserializer",
+    "commit.offsets.on.checkpoint",
+}
 #: librdkafka-only settings that mean nothing to the Java client (dropped, not passed on).
 _LIBRDKAFKA_ONLY = {
     "fetch.wait.max.ms",
@@ -195,6 +201,10 @@ def source_table_ddl(table: str, topic: TopicSpec, spec: JobSpec) -> str:
         "key.fields": "k",
         "value.format": "raw",
         "value.fields-include": "EXCEPT_KEY",
+        # Flink would commit a checkpoint's offsets to the group while the records are still
+        # in window state, not yet written; a later fresh start from those group offsets (for
+        # a partition no sink has a position for) would skip them. Positions live in the sinks.
+        "properties.commit.offsets.on.checkpoint": "false",
     }
     if topic.start_offsets:
         options["scan.startup.mode"] = "specific-offsets"
@@ -204,7 +214,7 @@ def source_table_ddl(table: str, topic: TopicSpec, spec: JobSpec) -> str:
     else:
         options["scan.startup.mode"] = "earliest-offset"
     for key, value in spec.kafka_properties.items():
-        options[f"properties.{key}"] = value
+        options.setdefault(f"properties.{key}", value)
     with_clause = ",\n  ".join(f"{_quote(k)} = {_quote(v)}" for k, v in options.items())
     return (
         f"CREATE TEMPORARY TABLE `{table}` (\n"
@@ -236,6 +246,20 @@ def batch_query_sql(tables: Sequence[str], interval_ms: int) -> str:
         for t in tables
     ]
     return "\nUNION ALL\n".join(parts)
+
+
+def partitioned_by_partition(explained: str, tables: int) -> bool:
+    """True when Flink's plan hashes records by (topic, partition) into the window operators.
+
+    Then each partition's windows are computed by one subtask, which forwards them (same
+    parallelism, so a forward, order-keeping channel) to one Python subtask: the batches of a
+    partition reach their writer in offset order without a ``key_by``, which would add a
+    Python key-selector operator and a shuffle.
+    """
+    plan = explained.split("== Optimized Execution Plan ==")[-1]
+    exchanges = [line.strip() for line in plan.splitlines() if "Exchange(" in line]
+    wanted = "Exchange(distribution=[hash[topic, partition]])"
+    return len(exchanges) == tables and all(e.endswith(wanted) for e in exchanges)
 
 
 def partition_key(topic: str, partition: int) -> str:

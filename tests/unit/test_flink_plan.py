@@ -233,3 +233,32 @@ def test_flink_planning_modules_import_no_engine() -> None:
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+EXPLAINED = """== Optimized Physical Plan ==
+Union(all=[true], union=[topic, partition, offsets, keys, vals])
+:     +- Exchange(distribution=[hash[topic, partition]])
+== Optimized Execution Plan ==
+Union(all=[true], union=[topic, partition, offsets, keys, vals])
+:- Calc(select=[topic, partition, offsets, keys, vals])
+:  +- WindowAggregate(groupBy=[topic, partition], window=[TUMBLE(time_col=[pt], size=[200 ms])])
+:     +- Exchange(distribution=[hash[topic, partition]])
+:        +- TableSourceScan(table=[[default_catalog, default_database, a]])
++- Calc(select=[topic, partition, offsets, keys, vals])
+   +- WindowAggregate(groupBy=[topic, partition], window=[TUMBLE(time_col=[pt], size=[200 ms])])
+      +- Exchange(distribution=[hash[topic, partition]])
+         +- TableSourceScan(table=[[default_catalog, default_database, b]])
+"""
+
+
+def test_forward_routing_only_when_the_plan_hashes_by_partition() -> None:
+    from cdcflow.flink.plan import partitioned_by_partition
+
+    assert partitioned_by_partition(EXPLAINED, 2)
+    assert not partitioned_by_partition(EXPLAINED, 3)
+    widened = EXPLAINED.replace(
+        "      +- Exchange(distribution=[hash[topic, partition]])",
+        "      +- Exchange(distribution=[hash[window_start, topic, partition]])",
+    )
+    assert not partitioned_by_partition(widened, 2)
+    assert not partitioned_by_partition(EXPLAINED.replace("hash[topic, partition]", "single"), 2)

@@ -55,3 +55,33 @@ def test_run_until_caught_up_on_a_local_mini_cluster_with_parallelism_two(
     again = cdcflow(flink_venv, "run", str(pipeline), "--engine", "flink", "--until-caught-up")
     assert again.returncode == 0, again.stderr[-3000:]
     assert history_count(pg_database) == 300
+
+
+def test_flinks_plan_keeps_each_partition_on_one_subtask(
+    flink_venv: FlinkVenv, tmp_path: Path
+) -> None:
+    # The job forwards window batches to the writers without a key_by only when Flink's
+    # plan hashes by (topic, partition); this pins that on the installed Flink version.
+    pipeline = write_pipeline(
+        tmp_path / "pipeline.yaml", "flink-explain", "127.0.0.1:9", "shop.orders",
+        "postgresql://x@127.0.0.1:1/x", flink_venv,
+    )
+    script = f"""
+from pyflink.table import EnvironmentSettings, TableEnvironment
+from cdcflow.flink.plan import (
+    TopicSpec, batch_query_sql, partitioned_by_partition, prepare_job, source_table_ddl)
+from cdcflow.pipelines.config import load_pipeline
+spec = prepare_job(load_pipeline({str(pipeline)!r}), connect=False)
+t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+t_env.get_config().set("pipeline.jars", ";".join(spec.jars))
+for name, topic in (("a", "x"), ("b", "y")):
+    t_env.execute_sql(source_table_ddl(name, TopicSpec(topic, {{0: 0}}), spec))
+print("HASHED", partitioned_by_partition(t_env.explain_sql(batch_query_sql(["a", "b"], 200)), 2))
+"""
+    import subprocess
+
+    result = subprocess.run(
+        [str(flink_venv.python), "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HASHED True" in result.stdout
