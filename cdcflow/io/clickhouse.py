@@ -250,6 +250,10 @@ class ClickHouseWriter(Writer):
 
     def describe(self) -> list[str]:
         """Current row counts per table (``FINAL``, not deleted)."""
+        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
+        return result
+
+    def _describe(self) -> list[str]:
         names = [
             r[0]
             for r in self._execute(
@@ -264,7 +268,8 @@ class ClickHouseWriter(Writer):
                 f"SELECT count() FROM {qualified(self.database, name)} FINAL "
                 f"WHERE {quote(DELETED_COLUMN)} = 0"
             )
-            lines.append(f"  {name}: {count[0][0]} current rows")
+            total = count[0][0]
+            lines.append(f"  {name}: {total} current row{'' if total == 1 else 's'}")
         return lines
 
     # -- writing ----------------------------------------------------------------------------

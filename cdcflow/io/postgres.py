@@ -334,6 +334,10 @@ class PostgresWriter(Writer):
 
     def describe(self) -> list[str]:
         """Row counts of the tables in the target schema."""
+        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
+        return result
+
+    def _describe(self) -> list[str]:
         conn = self._connect()
         names = [
             r[0]
@@ -347,7 +351,8 @@ class PostgresWriter(Writer):
         lines = [f"sink {self.name!r}: PostgreSQL {self.target} schema {self.schema} ({self.mode})"]
         for name in names:
             count = conn.execute(f"SELECT count(*) FROM {qualified(self.schema, name)}").fetchone()
-            lines.append(f"  {name}: {count[0] if count else 0} rows")
+            total = count[0] if count else 0
+            lines.append(f"  {name}: {total} row{'' if total == 1 else 's'}")
         return lines
 
     # -- writing ----------------------------------------------------------------------------

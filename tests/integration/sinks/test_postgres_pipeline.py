@@ -3,6 +3,8 @@ fan-out: several sinks at different positions resume together."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +201,52 @@ def test_persistent_transient_failure_stops_the_run_with_nothing_committed(
     resumed = run_cli("run", str(pipeline))
     assert resumed.returncode == 0, resumed.stderr
     assert _mirror(pg_database) == log.final
+
+
+def test_connections_killed_mid_run_are_retried_and_the_result_is_exact(
+    tmp_path: Path, pg_database: str
+) -> None:
+    log = generate_changelog(20_000, 2_000, seed=13)
+    _write(tmp_path, log, len(log.messages))
+    retry = {"max_attempts": 10, "initial_backoff_s": 0.05, "max_backoff_s": 0.5}
+    pipeline = _pipeline(
+        tmp_path,
+        [
+            {"name": "mirror", "type": "postgres", "dsn": pg_database, "retry": retry},
+            {
+                "name": "history",
+                "type": "postgres",
+                "dsn": pg_database,
+                "mode": "append",
+                "table_map": {"shop.public.items": "items_history"},
+                "retry": retry,
+            },
+        ],
+    )
+    text = pipeline.read_text().replace("batch_size: 500", "batch_size: 100")
+    pipeline.write_text(text)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def terminate_backends() -> None:
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            while not done.is_set() and len(killed) < 6:
+                time.sleep(0.25)
+                rows = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'cdcflow:items-cdc:%%'"
+                ).fetchall()
+                killed.extend(1 for (ok,) in rows if ok)
+
+    killer = threading.Thread(target=terminate_backends)
+    killer.start()
+    try:
+        result = run_cli("--log-level", "warning", "run", str(pipeline))
+    finally:
+        done.set()
+        killer.join()
+    assert result.returncode == 0, result.stderr
+    assert killed, "no backend was terminated while the pipeline ran"
+    assert "transient failure" in result.stderr  # the retries are logged
+    assert _mirror(pg_database) == log.final
+    assert _history(pg_database, "items_history") == log.ops
