@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from cdcflow.transforms.decode import DecodeStep
 
 log = logging.getLogger(__name__)
+#: librdkafka's own log lines (connection failures, ...), routed through Python logging.
+client_log = logging.getLogger("cdcflow.kafka.client")
 
 #: Consumer settings cdcflow manages itself; ``consumer_config`` may not set them.
 MANAGED_KEYS = frozenset(
@@ -160,7 +162,7 @@ def new_consumer(settings: KafkaSettings, **extra: ConfigValue) -> Any:
     """Create a confluent-kafka ``Consumer`` (not subscribed; partitions are assigned)."""
     kafka = _kafka()
     try:
-        return kafka.Consumer(settings.consumer_config(**extra))
+        return kafka.Consumer(settings.consumer_config(**extra), logger=client_log)
     except kafka.KafkaException as exc:
         raise ConfigError(f"source: invalid Kafka consumer settings: {exc}") from None
 

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from cdcflow.errors import ConfigError, SinkError, missing_extra
 from cdcflow.io.base import DeadLetterWriter
-from cdcflow.io.kafka import ConfigValue, client_settings, is_secret_key
+from cdcflow.io.kafka import ConfigValue, client_log, client_settings, is_secret_key
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
@@ -112,7 +112,7 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
         config.update(client_settings(self.producer_config))
         config.update({"bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True})
         try:
-            self._producer = kafka.Producer(config)
+            self._producer = kafka.Producer(config, logger=client_log)
         except kafka.KafkaException as exc:
             raise ConfigError(f"dead_letter: invalid Kafka producer settings: {exc}") from None
 
