@@ -3,6 +3,8 @@ savepoint upgrade, and bad pipelines rejected before anything is sent."""
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from pathlib import Path
 
@@ -203,3 +205,48 @@ def test_submit_rejects_bad_pipeline_before_sending_anything(
     assert "Traceback" not in result.stderr
     assert result.stdout.strip() == ""
     assert {job["jid"] for job in flink_cluster.jobs()} == before  # no job was submitted
+
+
+def test_flink_run_entry_module_on_the_cluster(
+    flink_cluster: FlinkCluster,
+    flink_venv: FlinkVenv,
+    kafka_broker: str,
+    pg_database: str,
+    topic_name: str,
+    tmp_path: Path,
+) -> None:
+    # The path the Kubernetes operator and `flink run` take: Flink starts the Python driver.
+    import subprocess
+
+    create_topic(kafka_broker, topic_name, partitions=1)
+    changes = change_stream(50, keys=10)
+    produce_changes(kafka_broker, topic_name, changes)
+    pipeline = write_pipeline(
+        tmp_path / "pipeline.yaml", "flink-entry", kafka_broker, topic_name, pg_database,
+        flink_venv,
+    )
+    result = subprocess.run(
+        [
+            str(flink_cluster.home / "bin" / "flink"), "run", "-d",
+            "-m", flink_cluster.master,
+            "-pyclientexec", str(flink_venv.python),
+            "-pym", "cdcflow.flink.entry",
+            str(pipeline),
+        ],
+        capture_output=True, text=True, timeout=240, env={**os.environ, **flink_cluster.env()},
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
+    match = re.search(r"JobID ([0-9a-f]{32})", result.stdout)
+    assert match, result.stdout[-2000:]
+    job_id = match.group(1)
+    try:
+        expected = expected_state(changes)
+        wait_for(
+            lambda: mirror_state(pg_database) == expected and history_count(pg_database) == 50,
+            120,
+            lambda: f"history {history_count(pg_database)}; "
+            f"job {_job_state(flink_cluster, job_id)}",
+        )
+    finally:
+        cdcflow(flink_venv, "cancel", job_id, "--flink-master", flink_cluster.master)
