@@ -41,7 +41,7 @@ class FakeProducer:
 def install(monkeypatch: pytest.MonkeyPatch, **behaviour: Any) -> list[FakeProducer]:
     created: list[FakeProducer] = []
 
-    def producer(config: dict[str, Any]) -> FakeProducer:
+    def producer(config: dict[str, Any], logger: Any = None) -> FakeProducer:
         created.append(FakeProducer(config, **behaviour))
         return created[-1]
 
