@@ -158,6 +158,8 @@ def test_java_properties_drop_librdkafka_settings_and_unwrap_secrets() -> None:
     }
     with pytest.raises(ConfigError, match="managed by cdcflow"):
         java_kafka_properties({}, {"group.id": "x"})
+    with pytest.raises(ConfigError, match="managed by cdcflow"):
+        java_kafka_properties({}, {"commit.offsets.on.checkpoint": "true"})
 
 
 def test_topic_specs_group_partitions_by_topic() -> None:
@@ -203,6 +205,8 @@ def test_source_ddl_specific_offsets_and_quoting(tmp_path: Path, jars: list[Path
     assert "'properties.sasl.jaas.config' = 'x password=''p'''" in ddl
     assert "'key.format' = 'raw'" in ddl and "'value.format' = 'raw'" in ddl
     assert "`offset` BIGINT METADATA VIRTUAL" in ddl
+    # offsets stay in the sinks: committing a checkpoint's offsets would run ahead of them
+    assert "'properties.commit.offsets.on.checkpoint' = 'false'" in ddl
     earliest = source_table_ddl("src", TopicSpec("t"), spec)
     assert "'scan.startup.mode' = 'earliest-offset'" in earliest
 
