@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -79,8 +80,8 @@ def _committed(plan: Any) -> dict[tuple[str, str], int]:
 def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -> None:
     """``cdcflow run --engine flink``: run on a local Flink mini cluster.
 
-    Streams until interrupted (the job is cancelled; a restart resumes from the sinks'
-    positions). With ``until_caught_up`` it reads to the end offsets seen at start, waits
+    Streams until SIGINT or SIGTERM (the job is cancelled, exit 0; a restart resumes from
+    the sinks' positions). With ``until_caught_up`` it reads to the end offsets seen at start, waits
     until every position-keeping sink has stored them, cancels the job and exits.
     """
     spec = _prepare(pipeline_file, jars)
@@ -108,6 +109,11 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
         return
     job_id = str(client.get_job_id())
     click.echo(f"pipeline {spec.pipeline!r} running on a local Flink mini cluster (job {job_id})")
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         while True:
             state = str(client.get_job_status().result())
@@ -126,8 +132,11 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
                     break
             time.sleep(0.5)
     except KeyboardInterrupt:
+        # Batches already written keep their positions; the rest is read again next time.
         click.echo("interrupted: cancelling the job", err=True)
         client.cancel().result()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     elapsed = time.monotonic() - started
     click.echo(f"pipeline {spec.pipeline!r} stopped after {elapsed:.1f}s")
     for writer in plan.writers:

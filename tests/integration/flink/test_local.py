@@ -85,3 +85,46 @@ print("HASHED", partitioned_by_partition(t_env.explain_sql(batch_query_sql(["a",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "HASHED True" in result.stdout
+
+
+def test_streaming_run_stops_cleanly_on_sigterm_and_resumes(
+    flink_venv: FlinkVenv, kafka_broker: str, pg_database: str, topic_name: str, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.integration.flink.conftest import wait_for
+
+    create_topic(kafka_broker, topic_name, partitions=1)
+    first, second = change_stream(40, keys=10), change_stream(40, keys=10, start=40)
+    produce_changes(kafka_broker, topic_name, first)
+    pipeline = write_pipeline(
+        tmp_path / "pipeline.yaml", "flink-stream", kafka_broker, topic_name, pg_database,
+        flink_venv,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDCFLOW_FLINK")}
+    process = subprocess.Popen(
+        [str(flink_venv.cdcflow), "run", str(pipeline), "--engine", "flink"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: history_count(pg_database) == 40, 120,
+                 lambda: f"history {history_count(pg_database)} of 40")
+        produce_changes(kafka_broker, topic_name, second)  # arrives while streaming
+        wait_for(lambda: history_count(pg_database) == 80, 60,
+                 lambda: f"history {history_count(pg_database)} of 80")
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, err[-3000:]
+    assert "interrupted: cancelling the job" in err
+    assert "stopped after" in out
+    assert mirror_state(pg_database) == expected_state(first + second)
+    again = cdcflow(flink_venv, "run", str(pipeline), "--engine", "flink", "--until-caught-up")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert history_count(pg_database) == 80
