@@ -45,6 +45,7 @@ from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import Column
 
 Convert = Callable[[Any], Any]
+ConvertColumn = Callable[[list[Any]], list[Any]]
 
 _BASE = {
     "int8": "Int8",
@@ -172,6 +173,25 @@ def converter(sql_type: str) -> Convert:
         return base(value)
 
     return convert
+
+
+def column_converter(sql_type: str) -> ConvertColumn:
+    """Like :func:`converter`, for a whole column at once; raises on the first bad value.
+
+    Values already of the right type and range pass through a fast check.
+    """
+    convert = converter(sql_type)
+    inner = sql_type[len("Nullable(") : -1] if sql_type.startswith("Nullable(") else sql_type
+    if inner in _INT_RANGES:
+        low, high = _INT_RANGES[inner]
+        return lambda values: [
+            v if type(v) is int and low <= v <= high else convert(v) for v in values
+        ]
+    if inner == "String":
+        return lambda values: [v if type(v) is str else convert(v) for v in values]
+    if inner in ("Float32", "Float64"):
+        return lambda values: [v if type(v) is float else convert(v) for v in values]
+    return lambda values: [convert(v) for v in values]
 
 
 def _base_converter(sql_type: str) -> Convert:

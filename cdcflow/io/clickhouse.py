@@ -47,7 +47,14 @@ from pydantic import Field, SecretStr, model_validator
 
 from cdcflow.errors import SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
-from cdcflow.io.ch_types import ch_type, ch_type_for_value, converter, nullable
+from cdcflow.io.ch_types import (
+    ConvertColumn,
+    ch_type,
+    ch_type_for_value,
+    column_converter,
+    converter,
+    nullable,
+)
 from cdcflow.io.retry import RetryPolicy, call_with_retry, clickhouse_is_transient
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
@@ -123,8 +130,12 @@ class _Table:
         self.name = name
         self.columns = columns  # name -> ClickHouse type, in table order
         self.sql_name = qualified(database, name)
+        self.schemas: set[str] = set()  # schema fingerprints whose columns all exist
         self.converters: dict[str, Callable[[Any], Any]] = {
             c: converter(t) for c, t in columns.items()
+        }
+        self.column_converters: dict[str, ConvertColumn] = {
+            c: column_converter(t) for c, t in columns.items()
         }
 
 
@@ -167,6 +178,7 @@ class ClickHouseWriter(Writer):
         self._version: tuple[int, ...] = ()
         self._tables: dict[tuple[str, str], _Table] = {}
         self._positions: dict[PartitionKey, int] = {}
+        self._targets: dict[TableId, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"ClickHouseWriter(name={self.name!r}, database={self.database!r})"
@@ -325,6 +337,12 @@ class ClickHouseWriter(Writer):
 
     def target_table(self, table: TableId) -> tuple[str, str]:
         """The ``(database, table)`` a source table lands in."""
+        found = self._targets.get(table)
+        if found is None:
+            found = self._targets[table] = self._target_table(table)
+        return found
+
+    def _target_table(self, table: TableId) -> tuple[str, str]:
         mapped = self.table_map.get(str(table))
         if mapped:
             if "." in mapped:
@@ -380,7 +398,8 @@ class ClickHouseWriter(Writer):
                 merged.update(row)
                 row = merged
             elif previous is None and not segment.truncate_first and event.op is not Op.DELETE:
-                row[_FILL] = any(c not in row for c in table.columns if c not in _META)
+                # rows carry only table columns (ensured above): fewer means some are missing
+                row[_FILL] = len(row) < len(table.columns)
             segment.rows[key] = (row, event)
         for segment in segments:
             if segment.truncate_first:
@@ -393,22 +412,25 @@ class ClickHouseWriter(Writer):
     def _row(
         self, event: ChangeEvent, table: _Table, key_columns: tuple[str, ...]
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        source = event.row
-        if source is None and event.op is Op.DELETE:
+        deleted = event.op is Op.DELETE
+        source = event.before if deleted else event.after
+        if source is None and deleted:
             source = event.key
         if source is None:
             raise SinkError(f"{event.op.value!r} event for {event.table} has no row image")
-        event_key = event.key or {}
+        event_key = event.key or source
         key: list[Any] = []
         for column in key_columns:
-            value = event_key.get(column, source.get(column))
+            value = event_key.get(column)
+            if value is None:
+                value = source.get(column)
             if value is None:
                 raise SinkError(f"key column {column!r} is missing or null")
             key.append(value)
-        row = dict(source) if event.op is not Op.DELETE else {}
+        row = {} if deleted else dict(source)
         row.update(zip(key_columns, key, strict=True))
         row[VERSION_COLUMN] = event.position.offset
-        row[DELETED_COLUMN] = 1 if event.op is Op.DELETE else 0
+        row[DELETED_COLUMN] = 1 if deleted else 0
         return tuple(key), row
 
     def _fill_unavailable(
@@ -444,10 +466,29 @@ class ClickHouseWriter(Writer):
                     target[column] = value
 
     def _insert(self, table: _Table, segment: _Pending) -> list[DeadLetter]:
-        dead: list[DeadLetter] = []
+        """Insert a segment's rows in one columnar block; rows that do not fit are dead letters."""
         columns = list(table.columns)
+        column_sql = ", ".join(quote(c) for c in columns)
+        sql = f"INSERT INTO {table.sql_name} ({column_sql}) VALUES"
+        rows = list(segment.rows.values())
+        try:
+            data = [table.column_converters[c]([row.get(c) for row, _ in rows]) for c in columns]
+        except (TypeError, ValueError, ArithmeticError):
+            return self._insert_checked(table, rows, columns, sql)
+        self._execute(sql, data, columnar=True)
+        return []
+
+    def _insert_checked(
+        self,
+        table: _Table,
+        rows: list[tuple[dict[str, Any], ChangeEvent]],
+        columns: list[str],
+        sql: str,
+    ) -> list[DeadLetter]:
+        """Convert row by row, dead-lettering the rows that do not fit; insert the rest."""
+        dead: list[DeadLetter] = []
         values: list[tuple[Any, ...]] = []
-        for row, event in segment.rows.values():
+        for row, event in rows:
             try:
                 values.append(tuple(table.converters[c](row.get(c)) for c in columns))
             except (TypeError, ValueError, ArithmeticError) as exc:
@@ -455,8 +496,7 @@ class ClickHouseWriter(Writer):
                 reason = f"column {column!r}: {exc}" if column else str(exc)
                 dead.append(self._dead(event, ValueError(reason)))
         if values:
-            column_sql = ", ".join(quote(c) for c in columns)
-            self._execute(f"INSERT INTO {table.sql_name} ({column_sql}) VALUES", values)
+            self._execute(sql, values)
         return dead
 
     # -- tables ---------------------------------------------------------------------------------
@@ -479,8 +519,10 @@ class ClickHouseWriter(Writer):
     def _ensure_table(
         self, target: tuple[str, str], events: list[ChangeEvent], key: tuple[str, ...]
     ) -> _Table:
-        wanted = self._columns_of(events)
         table = self._known(target)
+        if table is not None and _covers(table, events):
+            return table
+        wanted = self._columns_of(events)
         if table is not None and all(c in table.columns for c in wanted):
             return table
         database, name = target
@@ -533,6 +575,22 @@ class ClickHouseWriter(Writer):
                         else:
                             pending.discard(name)
         return columns
+
+
+def _covers(table: _Table, events: list[ChangeEvent]) -> bool:
+    """True when ``table`` has every column the events carry (cheap set checks)."""
+    names = table.columns.keys()
+    for event in events:
+        row = event.before if event.op is Op.DELETE else event.after
+        if row is not None and not row.keys() <= names:
+            return False
+        if event.key is not None and not event.key.keys() <= names:
+            return False
+        if event.schema is not None and event.schema.fingerprint not in table.schemas:
+            if not all(c.name in names for c in event.schema.columns):
+                return False
+            table.schemas.add(event.schema.fingerprint)
+    return True
 
 
 def _fails(convert: Callable[[Any], Any], value: Any) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.ch_types import ch_type, ch_type_for_value, converter, nullable
+from cdcflow.io.ch_types import ch_type, ch_type_for_value, column_converter, converter, nullable
 from cdcflow.io.clickhouse import (
     ClickHouseSinkConfig,
     ClickHouseWriter,
@@ -212,3 +212,16 @@ def test_config_rejects_a_non_clickhouse_dsn(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"sinks\[0\].*dsn must be a clickhouse://") as info:
         parse_pipeline(text, tmp_path / "p.yaml")
     assert "hunter2" not in str(info.value)
+
+
+def test_column_converter_passes_good_values_and_raises_on_bad_ones() -> None:
+    ints = column_converter("Nullable(Int16)")
+    assert ints([1, None, True, Decimal("7")]) == [1, None, 1, 7]
+    with pytest.raises(ValueError, match="out of range for Int16"):
+        ints([1, 40_000])
+    strings = column_converter("String")
+    assert strings(["a", {"k": 1}, Decimal("1.50")]) == ["a", '{"k":1}', "1.50"]
+    with pytest.raises(ValueError, match="null value"):
+        strings(["a", None])
+    assert column_converter("Float64")([1.5, 2]) == [1.5, 2.0]
+    assert column_converter("Decimal(4, 1)")([Decimal("1.5")]) == [Decimal("1.5")]
