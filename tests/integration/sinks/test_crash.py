@@ -4,9 +4,8 @@
 produced to a two-partition Kafka topic (the Tansu broker). One pipeline writes them to
 PostgreSQL (upsert mirror), PostgreSQL (append history) and ClickHouse. ``cdcflow run
 --until-caught-up`` runs in a subprocess that is killed with SIGKILL five times, each time when
-the mirror's committed progress passes a random threshold (plus a random delay up to 0.2 s),
-and restarted;
-the sixth run finishes. Then:
+the mirror's committed progress passes a random threshold (plus a random delay up to 0.2 s;
+the moments differ per run, the data does not), and restarted; the sixth run finishes. Then:
 
 * the PostgreSQL mirror equals the expected final state;
 * the history table holds every event exactly once (each Kafka position once, and per key the
