@@ -66,7 +66,7 @@ class _Stub(BaseHTTPRequestHandler):
 def stub() -> Iterator[str]:
     _Stub.calls = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{server.server_address[1]}"
