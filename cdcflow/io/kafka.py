@@ -161,8 +161,10 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
 def new_consumer(settings: KafkaSettings, **extra: ConfigValue) -> Any:
     """Create a confluent-kafka ``Consumer`` (not subscribed; partitions are assigned)."""
     kafka = _kafka()
+    config = settings.consumer_config(**extra)
+    log.debug("creating a Kafka consumer with %s", redacted(config))
     try:
-        return kafka.Consumer(settings.consumer_config(**extra), logger=client_log)
+        return kafka.Consumer(config, logger=client_log)
     except kafka.KafkaException as exc:
         raise ConfigError(f"source: invalid Kafka consumer settings: {exc}") from None
 
@@ -525,11 +527,6 @@ class KafkaSource(Source):
             finally:
                 client.close()
         return problems
-
-
-def kafka_settings_for(source: KafkaSource) -> KafkaSettings:
-    """The settings of a built source (for engine adapters)."""
-    return source.settings
 
 
 class KafkaSourceConfig(ComponentConfig):
