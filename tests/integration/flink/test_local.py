@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from tests.integration.flink.conftest import (
     write_pipeline,
 )
 from tests.servers.flink import FlinkVenv
-from tests.servers.tansu import create_topic
+from tests.servers.tansu import create_topic, produce
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +29,9 @@ def test_run_until_caught_up_on_a_local_mini_cluster_with_parallelism_two(
 ) -> None:
     create_topic(kafka_broker, topic_name, partitions=3)
     changes = change_stream(300, keys=25)
-    produce_changes(kafka_broker, topic_name, changes)
+    produce_changes(kafka_broker, topic_name, changes[:150])
+    produce(kafka_broker, topic_name, [(b'{"id": 3}', b'{"op": "c", "after": {"id": 3')])
+    produce_changes(kafka_broker, topic_name, changes[150:])
     pipeline = write_pipeline(
         tmp_path / "pipeline.yaml", "flink-local", kafka_broker, topic_name, pg_database,
         flink_venv, flink={"parallelism": 2},
@@ -37,6 +41,12 @@ def test_run_until_caught_up_on_a_local_mini_cluster_with_parallelism_two(
     assert "local Flink mini cluster" in result.stdout
     assert mirror_state(pg_database) == expected_state(changes)
     assert history_count(pg_database) == 300
+    # The undecodable record went to the configured dead-letter sink with its original bytes.
+    dead = (tmp_path / "dead-letters.jsonl").read_text().splitlines()
+    letters = [json.loads(line) for line in dead]
+    assert len(letters) == 1
+    assert letters[0]["step"] == "decode"
+    assert base64.b64decode(letters[0]["value_b64"]) == b'{"op": "c", "after": {"id": 3'
     positions = query(
         pg_database,
         "SELECT sink, stream, partition, \"offset\" FROM cdcflow_offsets ORDER BY 1, 3",
