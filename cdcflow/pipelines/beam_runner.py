@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -128,8 +130,13 @@ def _stop_on_signals(enabled: bool) -> Iterator[None]:
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         if stop_requested():
+            # Abort at once, like kill -9: nothing after the last finished bundle was
+            # committed, so a rerun loses nothing. (Raising here could leave Beam's threads
+            # waiting on each other.)
             log.warning("%s again: aborting without finishing the batch in hand", name)
-            raise KeyboardInterrupt(name)
+            sys.stderr.write(f"error: aborted by a second {name} before the run finished\n")
+            sys.stderr.flush()
+            os._exit(1)
         log.warning("%s: finishing the batch in hand, committing, then stopping", name)
         request_stop()
 

@@ -129,6 +129,11 @@ def run(
         log.exception("pipeline failed")
         _fail_runtime(_root_cause(exc))
         return
+    except KeyboardInterrupt:
+        # A second SIGINT/SIGTERM (or Ctrl-C where no stop handler runs): stop at once.
+        # Nothing after the last finished bundle was committed, so a rerun loses nothing.
+        click.echo("error: aborted by signal before the run finished", err=True)
+        sys.exit(EXIT_RUNTIME)
     elapsed = time.monotonic() - started
     how = "stopped by signal after" if report.stopped_by_signal else "finished in"
     click.echo(f"pipeline {config.pipeline!r} {how} {elapsed:.1f}s")

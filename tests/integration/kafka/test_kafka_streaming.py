@@ -15,6 +15,7 @@ from tests.integration.kafka.helpers import (
     cdcflow_argv,
     group_offsets,
     messages,
+    run_cli,
     sqlite_positions,
     sqlite_rows,
     write_pipeline,
@@ -76,3 +77,42 @@ def test_streaming_until_signal(kafka_broker: str, tmp_path: Path, signum: int) 
     assert group_offsets(kafka_broker, group, topic, 2) == {
         int(p): off + 1 for (_, p), off in positions.items()
     }
+
+
+def test_double_signal_ends_promptly_and_a_rerun_loses_nothing(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    topic = unique_topic("shop.public.orders")
+    create_topic(kafka_broker, topic, partitions=4)
+    total = 4000
+    produce(kafka_broker, topic, messages(range(1, total + 1)))
+    pipeline = write_pipeline(
+        tmp_path, kafka_broker, [topic], f"g-{topic}", extra_source={"max_batch_size": 20}
+    )
+    db = tmp_path / "out" / "mirror.sqlite"
+    process = subprocess.Popen(
+        cdcflow_argv("run", str(pipeline)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        _wait_for_rows(db, 1, process)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    # The second signal may land after the first already finished the run (0) or after the
+    # handlers were restored (-SIGTERM); either way the process ends promptly.
+    assert process.returncode in (0, 1, -signal.SIGTERM), err
+    if process.returncode == 1:
+        assert "aborted by a second SIGTERM" in err
+    rerun = run_cli("run", str(pipeline), "--until-caught-up")
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(sqlite_rows(db)) == list(range(1, total + 1))
