@@ -8,7 +8,8 @@ The Beam reader (a splittable DoFn) lives in :mod:`cdcflow.beam.kafka`.
 
 Where a partition starts (first match wins)
     1. the lowest position committed by the pipeline's position-keeping sinks, plus one
-       (:func:`cdcflow.pipelines.plan.resume_offsets`);
+       (:func:`cdcflow.pipelines.plan.resume_offsets`); lowered to the group's committed
+       offset when some sink keeps no positions (the group is that sink's position);
     2. the consumer group's committed offset;
     3. ``start``: ``earliest``, ``latest``, an ISO-8601 timestamp (the first offset whose record
        timestamp is at or after it), or ``committed`` (pure consumer-group behaviour: without a
