@@ -6,10 +6,12 @@ Server fixtures live in ``tests/servers/<server>.py`` and are loaded here; add a
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest_plugins: list[str] = [
     "tests.servers.tansu",
@@ -18,6 +20,17 @@ pytest_plugins: list[str] = [
     "tests.servers.clickhouse",
     "tests.servers.flink",
 ]
+
+# Property tests: no per-example deadline (a shared 2-core machine is noisy); on CI the
+# examples are derandomized so a run is reproducible. `HYPOTHESIS_PROFILE=deep` searches harder.
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "deep", deadline=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

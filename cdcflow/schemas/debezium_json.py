@@ -284,7 +284,7 @@ _SNAPSHOT_VALUES = frozenset(
 def _normalise_snapshot(value: Any) -> str | None:
     if value is None:
         return None
-    if value in _SNAPSHOT_VALUES and type(value) is str:
+    if type(value) is str and value in _SNAPSHOT_VALUES:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"

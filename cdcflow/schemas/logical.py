@@ -302,7 +302,7 @@ def converter_for(
         if not -MAX_SCALE <= scale <= MAX_SCALE:
             raise DecodeError(f"decimal schema scale {scale} is beyond ±{MAX_SCALE}")
         return decimal_converter(scale)
-    if logical is not None and logical in _SIMPLE:
+    if isinstance(logical, str) and logical in _SIMPLE:
         return _SIMPLE[logical]
     if logical is None and base_type == "bytes":
         return base64_bytes
