@@ -30,7 +30,8 @@ settings.register_profile(
 settings.register_profile(
     "deep", deadline=None, max_examples=3000, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+_DEFAULT_PROFILE = "ci" if os.environ.get("CI") else "dev"
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or _DEFAULT_PROFILE)
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
