@@ -150,6 +150,15 @@ class DeadLetterFileWriter(DeadLetterWriter):
         self.path = path
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle without the lock (engines ship writers to workers)."""
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        path = state["path"]
+        assert isinstance(path, Path)
+        self.__init__(path)  # type: ignore[misc]
+
     def open(self) -> None:
         """Create the parent directory."""
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -160,3 +160,14 @@ def test_config_builds_a_writer_relative_to_the_pipeline(tmp_path: Path) -> None
     assert writer.path == tmp_path / "out" / "dead.jsonl"
     writer.open()
     assert (tmp_path / "out").is_dir()
+
+
+def test_dead_letter_file_writer_pickles_without_its_lock(tmp_path):
+    import pickle
+
+    from cdcflow.io.files import DeadLetterFileWriter
+
+    writer = DeadLetterFileWriter(tmp_path / "dl.jsonl")
+    clone = pickle.loads(pickle.dumps(writer))
+    assert clone.path == writer.path
+    assert clone._lock is not writer._lock
