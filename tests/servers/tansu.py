@@ -205,12 +205,12 @@ def produce(
 def consume_all(
     bootstrap: str, topic: str, expected: int | None = None, timeout: float = 20.0
 ) -> list[Any]:
-    """Read ``topic`` from the beginning without a group commit; returns the messages.
+    """Read ``topic`` from the beginning (partitions assigned, no group); returns the messages.
 
     Stops when ``expected`` messages were read, or after one second without new messages
     once something was read, or at ``timeout``.
     """
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer(
         {
@@ -223,7 +223,10 @@ def consume_all(
     )
     messages: list[Any] = []
     try:
-        consumer.subscribe([topic])
+        # Assign every partition from the beginning: no group join (which takes seconds).
+        metadata = consumer.list_topics(topic, timeout=10)
+        partitions = sorted(metadata.topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         deadline = time.monotonic() + timeout
         idle_since: float | None = None
         while time.monotonic() < deadline:
