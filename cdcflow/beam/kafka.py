@@ -51,6 +51,7 @@ UNBOUNDED = sys.maxsize
 PartitionSpec = tuple[str, int, int, int]
 
 _STOP = threading.Event()
+_EPOCH_OVER = threading.Event()
 
 
 def request_stop() -> None:
@@ -61,11 +62,30 @@ def request_stop() -> None:
 def reset_stop() -> None:
     """Clear a previous stop request (before starting a new pipeline in this process)."""
     _STOP.clear()
+    _EPOCH_OVER.clear()
 
 
 def stop_requested() -> bool:
     """True once :func:`request_stop` was called."""
     return _STOP.is_set()
+
+
+def end_epoch() -> None:
+    """End the current run like a stop request, without stopping the pipeline for good.
+
+    The streaming runner restarts the pipeline in a fresh runner afterwards (see
+    :mod:`cdcflow.pipelines.beam_runner`).
+    """
+    _EPOCH_OVER.set()
+
+
+def reset_epoch() -> None:
+    """Start a new epoch."""
+    _EPOCH_OVER.clear()
+
+
+def _should_stop() -> bool:
+    return _STOP.is_set() or _EPOCH_OVER.is_set()
 
 
 class _CheckpointOnlyTracker(OffsetRestrictionTracker):  # type: ignore[misc]
@@ -150,7 +170,7 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
         claimed = start - 1
         deadline = time.monotonic() + self.bundle_seconds
         while True:
-            if stop_requested():
+            if _should_stop():
                 if claimed < stop - 1:
                     tracker.try_claim(stop - 1)  # close the range: the run is ending
                 return

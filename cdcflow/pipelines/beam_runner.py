@@ -53,6 +53,9 @@ from cdcflow.schemas.model import EventBatch, RawBatch
 
 log = logging.getLogger(__name__)
 
+#: Seconds one streaming run lasts before it is restarted in a fresh runner (see run()).
+STREAMING_EPOCH_S = 600.0
+
 
 @dataclass
 class RunReport:
@@ -176,6 +179,14 @@ def _pipeline(args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(options=options)
 
 
+def _epoch_seconds() -> float:
+    """How long one streaming run lasts before the runner restarts it (see :func:`run`)."""
+    try:
+        return max(1.0, float(os.environ.get("CDCFLOW_STREAMING_EPOCH_S", STREAMING_EPOCH_S)))
+    except ValueError:
+        return STREAMING_EPOCH_S
+
+
 def run(
     config: PipelineConfig, beam_args: Sequence[str] = (), until_caught_up: bool = False
 ) -> RunReport:
@@ -185,24 +196,65 @@ def run(
     DirectRunner in-memory with one worker. A Kafka source streams until SIGINT/SIGTERM
     unless ``until_caught_up`` (see the module docstring); file sources always stop at
     their end.
+
+    Streaming runs in epochs: every :data:`STREAMING_EPOCH_S` seconds (environment variable
+    ``CDCFLOW_STREAMING_EPOCH_S``) the readers end their ranges as for a stop, the bundles
+    finish and commit, and the pipeline is planned and started again in a fresh runner
+    (about half a second without reading). Beam's FnApiRunner keeps bookkeeping for every
+    bundle of a run (measured: RSS +75 KB/s, linear, in a long streaming run); a new run
+    releases it.
     """
     plan = plan_pipeline(config)
+    kafka = isinstance(plan.source, KafkaSource)
+    streaming = kafka and not until_caught_up
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
-    pipeline = _pipeline(args)
-    streaming = isinstance(plan.source, KafkaSource) and not until_caught_up
-    if isinstance(plan.source, KafkaSource):
-        from cdcflow.beam.kafka import reset_stop, stop_requested
+    if kafka:
+        from cdcflow.beam.kafka import end_epoch, reset_epoch, reset_stop, stop_requested
 
         reset_stop()
-    build(pipeline, plan, until_caught_up=until_caught_up)
-    with _stop_on_signals(isinstance(plan.source, KafkaSource)), _gc_tuned():
-        result = pipeline.run()
-        result.wait_until_finish()
-    report = RunReport(streaming=streaming)
+    report = RunReport()
+    epochs = 0
+    with _stop_on_signals(kafka):
+        while True:
+            if epochs:
+                plan = plan_pipeline(config)
+            pipeline = _pipeline(args)
+            if kafka:
+                reset_epoch()
+            build(pipeline, plan, until_caught_up=until_caught_up)
+            timer = threading.Timer(_epoch_seconds(), end_epoch) if streaming else None
+            with _gc_tuned():
+                if timer is not None:
+                    timer.daemon = True
+                    timer.start()
+                try:
+                    result = pipeline.run()
+                    result.wait_until_finish()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+            epochs += 1
+            _add_metrics(report, result)
+            if not streaming or stop_requested():
+                break
+            log.info("streaming epoch %d ended; restarting the pipeline in a fresh runner", epochs)
+    report.streaming = streaming
     if isinstance(plan.source, KafkaSource):
         report.stopped_by_signal = stop_requested()
+    for writer in plan.writers:
+        writer.open()
+        try:
+            report.sink_lines.extend(writer.describe())
+        finally:
+            writer.close()
+    report.dead_letter_lines = plan.dead_letters.describe()
+    return report
+
+
+def _add_metrics(report: RunReport, result: Any) -> None:
+    """Add one run's counters to ``report``."""
     try:
         counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
         for counter in counters["counters"]:
@@ -217,11 +269,3 @@ def run(
                 report.written[sink] = report.written.get(sink, 0) + value
     except (AttributeError, NotImplementedError, KeyError):
         pass  # Some runners do not report metrics; the summary below still reads the sinks.
-    for writer in plan.writers:
-        writer.open()
-        try:
-            report.sink_lines.extend(writer.describe())
-        finally:
-            writer.close()
-    report.dead_letter_lines = plan.dead_letters.describe()
-    return report

@@ -49,17 +49,20 @@ def test_streaming_until_signal(kafka_broker: str, tmp_path: Path, signum: int) 
     group = f"g-{topic}"
     pipeline = write_pipeline(tmp_path, kafka_broker, [topic], group)
     db = tmp_path / "out" / "mirror.sqlite"
+    # Restart the run in a fresh runner every second (epochs; normally every 10 minutes).
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CDCFLOW_STREAMING_EPOCH_S": "1"}
     process = subprocess.Popen(
-        cdcflow_argv("run", str(pipeline)),
+        cdcflow_argv("--log-level", "info", "run", str(pipeline)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=env,
     )
     try:
         _wait_for_rows(db, 100, process)
-        # Records produced while the pipeline runs are picked up.
+        # Records produced while the pipeline runs are picked up, also after a restart.
+        time.sleep(1.5)  # past the first epoch's end
         produce(kafka_broker, topic, messages(range(101, 151)))
         _wait_for_rows(db, 150, process)
         stopped_at = time.monotonic()
@@ -72,6 +75,8 @@ def test_streaming_until_signal(kafka_broker: str, tmp_path: Path, signum: int) 
             process.wait()
     assert process.returncode == 0, err
     assert "stopped by signal" in out
+    assert "records read: 150" in out
+    assert "streaming epoch 1 ended" in err
     assert sorted(sqlite_rows(db)) == list(range(1, 151))
     positions = sqlite_positions(db)
     assert group_offsets(kafka_broker, group, topic, 2) == {
