@@ -189,9 +189,38 @@ def validate(pipeline_file: Path) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["debezium-json"]),
+    type=click.Choice(["debezium-json", "debezium-avro"]),
     default="debezium-json",
     show_default=True,
+    help="debezium-json: one JSON message per line; debezium-avro: one Confluent wire-format "
+    "message per line, base64 or hex (--encoding), schemas from --schema-registry-url.",
+)
+@click.option(
+    "--encoding",
+    type=click.Choice(["base64", "hex"]),
+    default=None,
+    help="debezium-avro only: how each line encodes the message bytes  [default: base64]",
+)
+@click.option(
+    "--schema-registry-url",
+    default=None,
+    metavar="URL",
+    help="debezium-avro only (required): Confluent-compatible schema registry.",
+)
+@click.option("--schema-registry-user", default=None, help="Registry basic-auth user name.")
+@click.option(
+    "--schema-registry-password",
+    default=None,
+    envvar="CDCFLOW_SCHEMA_REGISTRY_PASSWORD",
+    show_envvar=True,
+    help="Registry basic-auth password (prefer the environment variable).",
+)
+@click.option(
+    "--schema-registry-ca",
+    default=None,
+    metavar="PEM",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CA bundle to verify the registry's TLS certificate.",
 )
 @click.option(
     "--key-separator",
@@ -211,18 +240,58 @@ def validate(pipeline_file: Path) -> None:
     help="Print a null value as a tombstone marker, or as a delete of its key.",
 )
 def decode(
-    input_file: IO[bytes], fmt: str, key_separator: str | None, topic: str | None, tombstones: Any
+    input_file: IO[bytes],
+    fmt: str,
+    encoding: str | None,
+    schema_registry_url: str | None,
+    schema_registry_user: str | None,
+    schema_registry_password: str | None,
+    schema_registry_ca: str | None,
+    key_separator: str | None,
+    topic: str | None,
+    tombstones: Any,
 ) -> None:
     """Decode Debezium messages, one per line of INPUT_FILE (default: stdin).
 
     Prints canonical JSON, one object per line. Undecodable lines print an error object and
     decoding goes on; the exit code is 1 if any line failed. Blank lines are skipped.
+    With --format debezium-avro each line is base64 (or hex) of a Confluent wire-format
+    message; an unreachable schema registry stops the command with exit code 1.
     """
     from cdcflow.schemas.canonical import decoded_dict, dumps
     from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
     from cdcflow.schemas.model import Position
 
-    decoder = DebeziumJsonDecoder(tombstones=tombstones)
+    decoder: Any
+    unpack: Any = None  # text of a line part -> message bytes (debezium-avro)
+    fatal: tuple[type[BaseException], ...] = ()
+    if fmt == "debezium-avro":
+        from cdcflow.pipelines import decode_avro_cli as avro
+
+        try:
+            decoder = avro.avro_decoder(
+                schema_registry_url,
+                schema_registry_user,
+                schema_registry_password,
+                schema_registry_ca,
+                tombstones,
+            )
+        except ConfigError as exc:
+            _fail_config(exc)
+            return
+        unpack = avro.line_decoder("hex" if encoding == "hex" else "base64")
+        fatal = avro.FATAL_ERRORS
+    else:
+        avro_only = {
+            "--encoding": encoding,
+            "--schema-registry-url": schema_registry_url,
+            "--schema-registry-user": schema_registry_user,
+            "--schema-registry-ca": schema_registry_ca,
+        }
+        for option, given in avro_only.items():
+            if given is not None:
+                _fail_config(ConfigError(f"{option} is only used with --format debezium-avro"))
+        decoder = DebeziumJsonDecoder(tombstones=tombstones)
     name = getattr(input_file, "name", "-")
     stream = "stdin" if name in ("-", "<stdin>") else Path(str(name)).name
     separator = key_separator.encode() if key_separator else None
@@ -240,8 +309,15 @@ def decode(
             key, body = body.split(separator, 1)
         position = Position(stream, 0, index)
         try:
-            item = decoder.decode(body, position, key=key, topic=topic)
+            value: bytes | None = body
+            if unpack is not None:
+                key, value = unpack(key), unpack(body)
+            item = decoder.decode(value, position, key=key, topic=topic)
             chunk.append(dumps(decoded_dict(item)))
+        except fatal as exc:  # the schema registry is unreachable: stop, exit 1
+            out.write(b"".join(line + b"\n" for line in chunk))
+            out.flush()
+            _fail_runtime(exc)
         except Exception as exc:  # noqa: BLE001 - every bad line becomes an error object
             failed += 1
             chunk.append(
