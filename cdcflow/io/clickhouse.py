@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 
 from cdcflow.errors import SinkError, missing_extra
-from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.io.base import RejectHandler
 from cdcflow.io.ch_types import (
     ConvertColumn,
     ch_type,
@@ -56,9 +56,17 @@ from cdcflow.io.ch_types import (
     nullable,
 )
 from cdcflow.io.retry import RetryPolicy, call_with_retry, clickhouse_is_transient
+from cdcflow.io.sink_common import (
+    NamespacedTableWriter,
+    Target,
+    columns_of,
+    covers,
+    key_columns,
+    no_key_reason,
+    row_count_line,
+)
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
-from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
-from cdcflow.transforms.base import event_dead_letter
+from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:
     from clickhouse_driver import Client
@@ -147,10 +155,8 @@ class _Pending:
         self.rows: dict[tuple[Any, ...], tuple[dict[str, Any], ChangeEvent]] = {}
 
 
-class ClickHouseWriter(Writer):
+class ClickHouseWriter(NamespacedTableWriter):
     """Write change events to ClickHouse ReplacingMergeTree tables (see the module docstring)."""
-
-    keeps_positions = True
 
     def __init__(
         self,
@@ -164,21 +170,15 @@ class ClickHouseWriter(Writer):
         retry: RetryPolicy | None = None,
         connect_timeout_s: int = 10,
     ) -> None:
-        self.name = name
+        super().__init__(name, pipeline, tables, table_map, truncate)
         self._dsn = dsn
-        self.pipeline = pipeline
-        self.filter = TableFilter(tables)
-        self.table_map = dict(table_map or {})
-        self.truncate = truncate
         self.view_suffix = view_suffix
         self.retry = retry or RetryPolicy()
         self.connect_timeout_s = connect_timeout_s
         self.database = urlsplit(dsn).path.strip("/") or "default"
         self._client: Client | None = None
         self._version: tuple[int, ...] = ()
-        self._tables: dict[tuple[str, str], _Table] = {}
-        self._positions: dict[PartitionKey, int] = {}
-        self._targets: dict[TableId, tuple[str, str]] = {}
+        self._tables: dict[Target, _Table] = {}
 
     def __repr__(self) -> str:
         return f"ClickHouseWriter(name={self.name!r}, database={self.database!r})"
@@ -188,6 +188,9 @@ class ClickHouseWriter(Writer):
         state["_client"] = None
         state["_tables"] = {}
         return state
+
+    def _namespace(self) -> str:
+        return self.database
 
     @property
     def target(self) -> str:
@@ -244,10 +247,6 @@ class ClickHouseWriter(Writer):
                 self._client = None
         self._tables.clear()
 
-    def committed_positions(self) -> dict[PartitionKey, int]:
-        """The stored positions of this pipeline and sink."""
-        return dict(self._positions)
-
     def check(self) -> list[str]:
         """Connectivity and write permission."""
         try:
@@ -281,7 +280,7 @@ class ClickHouseWriter(Writer):
                 f"WHERE {quote(DELETED_COLUMN)} = 0"
             )
             total = count[0][0]
-            lines.append(f"  {name}: {total} current row{'' if total == 1 else 's'}")
+            lines.append(row_count_line(name, total, "current row"))
         return lines
 
     # -- writing ----------------------------------------------------------------------------
@@ -294,8 +293,8 @@ class ClickHouseWriter(Writer):
         committed = self._positions.get(key, -1)
         if batch.last_offset <= committed:
             return []
-        events = [e for e in batch.events if e.position.offset > committed and self.filter(e.table)]
-        what = f"sink {self.name!r}: write of {key[0]}/{key[1]} up to offset {batch.last_offset}"
+        events = self._new_events(batch, committed)
+        what = self._write_what(batch)
         dead: list[DeadLetter] = self._with_retry(lambda: self._apply(events), what)
         if dead and on_rejected is not None:
             on_rejected(dead)
@@ -335,48 +334,23 @@ class ClickHouseWriter(Writer):
             except Exception:  # the connection is broken anyway
                 log.debug("disconnecting a broken client failed", exc_info=True)
 
-    def target_table(self, table: TableId) -> tuple[str, str]:
-        """The ``(database, table)`` a source table lands in."""
-        found = self._targets.get(table)
-        if found is None:
-            found = self._targets[table] = self._target_table(table)
-        return found
-
-    def _target_table(self, table: TableId) -> tuple[str, str]:
-        mapped = self.table_map.get(str(table))
-        if mapped:
-            if "." in mapped:
-                database, _, name = mapped.partition(".")
-                return database, name
-            return self.database, mapped
-        return self.database, table.table
-
-    def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
-        return event_dead_letter(f"sink:{self.name}", event, error)
-
     def _apply(self, events: list[ChangeEvent]) -> list[DeadLetter]:
         """Insert the rows of ``events`` (idempotent: safe to run again after a failure)."""
-        groups: dict[tuple[str, str], list[ChangeEvent]] = {}
-        for event in events:
-            groups.setdefault(self.target_table(event.table), []).append(event)
         dead: list[DeadLetter] = []
-        for target, table_events in groups.items():
+        for target, table_events in self._by_target(events).items():
             dead.extend(self._apply_table(target, table_events))
         return dead
 
-    def _apply_table(self, target: tuple[str, str], events: list[ChangeEvent]) -> list[DeadLetter]:
+    def _apply_table(self, target: Target, events: list[ChangeEvent]) -> list[DeadLetter]:
         dead: list[DeadLetter] = []
         rows = [e for e in events if e.op is not Op.TRUNCATE]
-        key_columns = _key_columns(rows)
+        keys = key_columns(rows)
         table = self._known(target)
         if rows:
-            if table is None and not key_columns:
-                problem = SinkError(
-                    f"no primary key known for {rows[0].table}: the messages carry no key; send "
-                    "Debezium message keys or set source.key_columns for this table"
-                )
+            if table is None and not keys:
+                problem = SinkError(no_key_reason(rows[0].table))
                 return [self._dead(e, problem) for e in rows]
-            table = self._ensure_table(target, rows, key_columns)
+            table = self._ensure_table(target, rows, keys)
         if table is None:
             return []
         segments = [_Pending(False)]
@@ -386,7 +360,7 @@ class ClickHouseWriter(Writer):
                     segments.append(_Pending(True))
                 continue
             try:
-                key, row = self._row(event, table, key_columns)
+                key, row = self._row(event, table, keys)
             except (SinkError, TypeError, ValueError) as exc:
                 dead.append(self._dead(event, exc))
                 continue
@@ -405,7 +379,7 @@ class ClickHouseWriter(Writer):
             if segment.truncate_first:
                 self._execute(f"TRUNCATE TABLE {table.sql_name}")
             if segment.rows:
-                self._fill_unavailable(table, key_columns, segment, events[0].position.offset)
+                self._fill_unavailable(table, keys, segment, events[0].position.offset)
                 dead.extend(self._insert(table, segment))
         return dead
 
@@ -501,7 +475,7 @@ class ClickHouseWriter(Writer):
 
     # -- tables ---------------------------------------------------------------------------------
 
-    def _known(self, target: tuple[str, str]) -> _Table | None:
+    def _known(self, target: Target) -> _Table | None:
         table = self._tables.get(target)
         if table is not None:
             return table
@@ -517,12 +491,17 @@ class ClickHouseWriter(Writer):
         return table
 
     def _ensure_table(
-        self, target: tuple[str, str], events: list[ChangeEvent], key: tuple[str, ...]
+        self, target: Target, events: list[ChangeEvent], key: tuple[str, ...]
     ) -> _Table:
         table = self._known(target)
-        if table is not None and _covers(table, events):
+        if table is not None and covers(table, events, with_keys=True):
             return table
-        wanted = self._columns_of(events)
+        wanted = columns_of(
+            events,
+            lambda column: ch_type(column, self._version),
+            lambda value: ch_type_for_value(value, self._version),
+            all_keys=True,
+        )
         if table is not None and all(c in table.columns for c in wanted):
             return table
         database, name = target
@@ -557,41 +536,6 @@ class ClickHouseWriter(Writer):
         self._execute(view_sql(view, table.sql_name, data_columns))
         return table
 
-    def _columns_of(self, events: Iterable[ChangeEvent]) -> dict[str, str]:
-        columns: dict[str, str] = {}
-        pending: set[str] = set()
-        for event in events:
-            if event.schema is not None:
-                for column in event.schema.columns:
-                    if column.name not in columns or column.name in pending:
-                        columns[column.name] = ch_type(column, self._version)
-                        pending.discard(column.name)
-            for source in (event.row, event.key):
-                for name, value in (source or {}).items():
-                    if name not in columns or (name in pending and value is not None):
-                        columns[name] = ch_type_for_value(value, self._version)
-                        if value is None:
-                            pending.add(name)
-                        else:
-                            pending.discard(name)
-        return columns
-
-
-def _covers(table: _Table, events: list[ChangeEvent]) -> bool:
-    """True when ``table`` has every column the events carry (cheap set checks)."""
-    names = table.columns.keys()
-    for event in events:
-        row = event.before if event.op is Op.DELETE else event.after
-        if row is not None and not row.keys() <= names:
-            return False
-        if event.key is not None and not event.key.keys() <= names:
-            return False
-        if event.schema is not None and event.schema.fingerprint not in table.schemas:
-            if not all(c.name in names for c in event.schema.columns):
-                return False
-            table.schemas.add(event.schema.fingerprint)
-    return True
-
 
 def _fails(convert: Callable[[Any], Any], value: Any) -> bool:
     try:
@@ -599,15 +543,6 @@ def _fails(convert: Callable[[Any], Any], value: Any) -> bool:
     except (TypeError, ValueError, ArithmeticError):
         return True
     return False
-
-
-def _key_columns(events: Iterable[ChangeEvent]) -> tuple[str, ...]:
-    for event in events:
-        if event.key:
-            return tuple(event.key)
-        if event.schema is not None and event.schema.key_columns:
-            return event.schema.key_columns
-    return ()
 
 
 class ClickHouseSinkConfig(ComponentConfig):

@@ -49,12 +49,20 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr
 
 from cdcflow.errors import SinkError, missing_extra
-from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
+from cdcflow.io.sink_common import (
+    NamespacedTableWriter,
+    Target,
+    columns_of,
+    covers,
+    key_columns,
+    no_key_reason,
+    row_count_line,
+)
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
-from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
-from cdcflow.transforms.base import event_dead_letter
+from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:
     import psycopg
@@ -163,10 +171,8 @@ class _RowProblem(Exception):
     """An event that cannot be written (no key, no row image); it becomes a dead letter."""
 
 
-class PostgresWriter(Writer):
+class PostgresWriter(NamespacedTableWriter):
     """Write change events to PostgreSQL exactly once (see the module docstring)."""
-
-    keeps_positions = True
 
     def __init__(
         self,
@@ -183,22 +189,16 @@ class PostgresWriter(Writer):
     ) -> None:
         if mode not in ("upsert", "append", "timescaledb"):
             raise ValueError(f"mode must be upsert, append or timescaledb (got {mode!r})")
-        self.name = name
+        super().__init__(name, pipeline, tables, table_map, truncate)
         self._dsn = dsn
-        self.pipeline = pipeline
-        self.filter = TableFilter(tables)
         self.schema = schema
-        self.table_map = dict(table_map or {})
-        self.truncate = truncate
         self.mode = mode
         self.retry = retry or RetryPolicy()
         self.connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None
-        self._tables: dict[tuple[str, str], _Table] = {}
+        self._tables: dict[Target, _Table] = {}
         self._stages: set[str] = set()
-        self._positions: dict[PartitionKey, int] = {}
         self._offsets = qualified(schema, "cdcflow_offsets")
-        self._targets: dict[TableId, tuple[str, str]] = {}
 
     def __repr__(self) -> str:
         return f"PostgresWriter(name={self.name!r}, schema={self.schema!r}, mode={self.mode!r})"
@@ -209,6 +209,9 @@ class PostgresWriter(Writer):
         state["_tables"] = {}
         state["_stages"] = set()
         return state
+
+    def _namespace(self) -> str:
+        return self.schema
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -268,10 +271,6 @@ class PostgresWriter(Writer):
                 self._conn = None
         self._tables.clear()
         self._stages.clear()
-
-    def committed_positions(self) -> dict[PartitionKey, int]:
-        """The stored positions of this pipeline and sink."""
-        return dict(self._positions)
 
     def _timescale_status(self, conn: psycopg.Connection[Any]) -> str:
         """``installed``, ``available`` (can be created) or ``missing``."""
@@ -352,7 +351,7 @@ class PostgresWriter(Writer):
         for name in names:
             count = conn.execute(f"SELECT count(*) FROM {qualified(self.schema, name)}").fetchone()
             total = count[0] if count else 0
-            lines.append(f"  {name}: {total} row{'' if total == 1 else 's'}")
+            lines.append(row_count_line(name, total))
         return lines
 
     # -- writing ----------------------------------------------------------------------------
@@ -364,7 +363,7 @@ class PostgresWriter(Writer):
         key = batch.partition_key
         if batch.last_offset <= self._positions.get(key, -1):
             return []
-        what = f"sink {self.name!r}: write of {key[0]}/{key[1]} up to offset {batch.last_offset}"
+        what = self._write_what(batch)
         return self._with_retry(lambda: self._write_once(batch, on_rejected), what)
 
     def _with_retry(self, operation: Any, what: str) -> Any:
@@ -391,12 +390,7 @@ class PostgresWriter(Writer):
             with conn.transaction():
                 committed = self._lock_position(conn, key)
                 if batch.last_offset > committed:
-                    events = [
-                        e
-                        for e in batch.events
-                        if e.position.offset > committed and self.filter(e.table)
-                    ]
-                    dead = self._apply(conn, events)
+                    dead = self._apply(conn, self._new_events(batch, committed))
                     if dead and on_rejected is not None:
                         on_rejected(dead)
                         dead = []
@@ -431,48 +425,21 @@ class PostgresWriter(Writer):
         assert row is not None
         return int(row[0])
 
-    def target_table(self, table: TableId) -> tuple[str, str]:
-        """The ``(schema, table)`` a source table lands in."""
-        found = self._targets.get(table)
-        if found is None:
-            found = self._targets[table] = self._target_table(table)
-        return found
-
-    def _target_table(self, table: TableId) -> tuple[str, str]:
-        mapped = self.table_map.get(str(table))
-        if mapped:
-            if "." in mapped:
-                schema, _, name = mapped.partition(".")
-                return schema, name
-            return self.schema, mapped
-        return self.schema, table.table
-
     def _apply(
         self, conn: psycopg.Connection[Any], events: Iterable[ChangeEvent]
     ) -> list[DeadLetter]:
-        groups: dict[tuple[str, str], list[ChangeEvent]] = {}
-        target_of = self.target_table
-        for event in events:
-            target = target_of(event.table)
-            group = groups.get(target)
-            if group is None:
-                group = groups[target] = []
-            group.append(event)
         dead: list[DeadLetter] = []
-        for target, table_events in groups.items():
+        for target, table_events in self._by_target(events).items():
             if self.mode == "upsert":
                 dead.extend(self._apply_upsert(conn, target, table_events))
             else:
                 dead.extend(self._apply_append(conn, target, table_events))
         return dead
 
-    def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
-        return event_dead_letter(f"sink:{self.name}", event, error)
-
     # -- upsert mode --------------------------------------------------------------------------
 
     def _apply_upsert(
-        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+        self, conn: psycopg.Connection[Any], target: Target, events: list[ChangeEvent]
     ) -> list[DeadLetter]:
         dead: list[DeadLetter] = []
         rows = [e for e in events if e.op is not Op.TRUNCATE]
@@ -674,7 +641,7 @@ class PostgresWriter(Writer):
         return row
 
     def _apply_append(
-        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+        self, conn: psycopg.Connection[Any], target: Target, events: list[ChangeEvent]
     ) -> list[DeadLetter]:
         dead: list[DeadLetter] = []
         prepared: list[tuple[ChangeEvent, dict[str, Any]]] = []
@@ -722,7 +689,7 @@ class PostgresWriter(Writer):
 
     # -- tables ---------------------------------------------------------------------------------
 
-    def _known(self, conn: psycopg.Connection[Any], target: tuple[str, str]) -> _Table | None:
+    def _known(self, conn: psycopg.Connection[Any], target: Target) -> _Table | None:
         table = self._tables.get(target)
         if table is not None:
             return table
@@ -746,13 +713,13 @@ class PostgresWriter(Writer):
         return table
 
     def _ensure_table(
-        self, conn: psycopg.Connection[Any], target: tuple[str, str], events: list[ChangeEvent]
+        self, conn: psycopg.Connection[Any], target: Target, events: list[ChangeEvent]
     ) -> _Table:
         """Create the table, or add the columns it lacks, for the rows of ``events``."""
         table = self._known(conn, target)
-        if table is not None and self._covers(table, events):
+        if table is not None and covers(table, events):
             return table
-        wanted = _columns_of(events)
+        wanted = columns_of(events, pg_type, pg_type_for_value, all_keys=False)
         if table is not None and all(c in table.columns for c in wanted):
             return table
         schema, name = target
@@ -763,12 +730,9 @@ class PostgresWriter(Writer):
         if table is None:
             key: tuple[str, ...] | None = None
             if not history:
-                key = _key_columns(events)
+                key = key_columns(events)
                 if not key:
-                    raise _RowProblem(
-                        f"no primary key known for {events[0].table}: the messages carry no key; "
-                        "send Debezium message keys or set source.key_columns for this table"
-                    )
+                    raise _RowProblem(no_key_reason(events[0].table))
                 for column in key:
                     wanted.setdefault(column, _type_of(events, column))
             reserved = _HISTORY_NAMES if history else ()
@@ -795,19 +759,6 @@ class PostgresWriter(Writer):
         table = self._known(conn, target)
         assert table is not None
         return table
-
-    def _covers(self, table: _Table, events: list[ChangeEvent]) -> bool:
-        """True when ``table`` has every column the events' rows carry (cheap set checks)."""
-        names = table.columns.keys()
-        for event in events:
-            row = event.before if event.op is Op.DELETE else event.after
-            if row is not None and not row.keys() <= names:
-                return False
-            if event.schema is not None and event.schema.fingerprint not in table.schemas:
-                if not all(c.name in names for c in event.schema.columns):
-                    return False
-                table.schemas.add(event.schema.fingerprint)
-        return True
 
     def _stage(self, conn: psycopg.Connection[Any], table: _Table, columns: Sequence[str]) -> str:
         """A session temporary table shaped like ``columns`` of ``table`` (emptied at commit)."""
@@ -858,37 +809,6 @@ def _is_row_error(exc: BaseException) -> bool:
     if not isinstance(sqlstate, str):
         return False
     return sqlstate[:2] in ("22", "23") or sqlstate in ("42804", "2200N", "54000")
-
-
-def _columns_of(events: Iterable[ChangeEvent]) -> dict[str, str]:
-    """Every column the events' rows carry (and their schemas declare), with its SQL type."""
-    columns: dict[str, str] = {}
-    pending: set[str] = set()
-    for event in events:
-        if event.schema is not None:
-            for column in event.schema.columns:
-                if column.name not in columns or column.name in pending:
-                    columns[column.name] = pg_type(column)
-                    pending.discard(column.name)
-        for source in (event.row, event.key if event.op is Op.DELETE else None):
-            for name, value in (source or {}).items():
-                if name not in columns:
-                    columns[name] = pg_type_for_value(value)
-                    if value is None:
-                        pending.add(name)
-                elif name in pending and value is not None:
-                    columns[name] = pg_type_for_value(value)
-                    pending.discard(name)
-    return columns
-
-
-def _key_columns(events: Iterable[ChangeEvent]) -> tuple[str, ...]:
-    for event in events:
-        if event.key:
-            return tuple(event.key)
-        if event.schema is not None and event.schema.key_columns:
-            return event.schema.key_columns
-    return ()
 
 
 def _type_of(events: Iterable[ChangeEvent], column: str) -> str:

@@ -31,11 +31,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from cdcflow.errors import SinkError
-from cdcflow.io.base import PartitionKey, RejectHandler, TableFilter, Writer
+from cdcflow.io.base import RejectHandler
+from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
-from cdcflow.transforms.base import event_dead_letter
 
 _INT64 = (-(2**63), 2**63 - 1)
 #: Errors that mean "SQLite refuses this row" (the row becomes a dead letter).
@@ -127,10 +127,8 @@ class _Table:
         self.key = key
 
 
-class SqliteWriter(Writer):
+class SqliteWriter(TableWriter):
     """Mirror change events into a SQLite database, exactly once (see the module docstring)."""
-
-    keeps_positions = True
 
     def __init__(
         self,
@@ -142,16 +140,11 @@ class SqliteWriter(Writer):
         table_map: dict[str, str] | None = None,
         truncate: Literal["apply", "ignore"] = "apply",
     ) -> None:
-        self.name = name
+        super().__init__(name, pipeline, tables, table_map, truncate)
         self.path = path
-        self.pipeline = pipeline
-        self.filter = TableFilter(tables)
         self.naming = naming
-        self.table_map = dict(table_map or {})
-        self.truncate = truncate
         self._conn: sqlite3.Connection | None = None
         self._tables: dict[str, _Table] = {}
-        self._positions: dict[PartitionKey, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,10 +178,6 @@ class SqliteWriter(Writer):
             self._conn = None
         self._tables.clear()
 
-    def committed_positions(self) -> dict[PartitionKey, int]:
-        """The stored positions of this pipeline and sink."""
-        return dict(self._positions)
-
     def check(self) -> list[str]:
         """The database's directory must be writable."""
         directory = self.path.parent
@@ -211,7 +200,7 @@ class SqliteWriter(Writer):
         lines = [f"sink {self.name!r}: SQLite database {self.path}"]
         for name in names:
             (count,) = conn.execute(f"SELECT COUNT(*) FROM {quote(name)}").fetchone()
-            lines.append(f"  {name}: {count} row{'' if count == 1 else 's'}")
+            lines.append(row_count_line(name, count))
         return lines
 
     # -- writing ----------------------------------------------------------------------------
@@ -225,9 +214,7 @@ class SqliteWriter(Writer):
         committed = self._positions.get(key, -1)
         if batch.last_offset <= committed:
             return []
-        events = [
-            e for e in batch.events if e.position.offset > committed and self.filter(e.table)
-        ]
+        events = self._new_events(batch, committed)
         dead: list[DeadLetter] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -280,7 +267,7 @@ class SqliteWriter(Writer):
             try:
                 statement = self._statement(conn, event, flush)
             except (ValueError, TypeError, sqlite3.Error) as exc:
-                dead.append(event_dead_letter(f"sink:{self.name}", event, exc))
+                dead.append(self._dead(event, exc))
                 continue
             if statement is not None:
                 pending.append((*statement, event))
@@ -316,7 +303,7 @@ class SqliteWriter(Writer):
                     try:
                         conn.execute(sql, params)
                     except _REJECTED as exc:
-                        dead.append(event_dead_letter(f"sink:{self.name}", event, exc))
+                        dead.append(self._dead(event, exc))
             start = end
 
     def _statement(
@@ -413,12 +400,9 @@ class SqliteWriter(Writer):
     ) -> _Table:
         table = self._known(conn, name)
         if table is None:
-            key = tuple(event.key or ()) or (event.schema.key_columns if event.schema else ())
+            key = key_columns([event])
             if not key:
-                raise ValueError(
-                    f"no primary key known for {event.table}: the message has no key; send "
-                    "Debezium message keys or set source.key_columns for this table"
-                )
+                raise ValueError(no_key_reason(event.table))
             columns: list[str] = []
             if event.schema is not None:
                 columns = [c.name for c in event.schema.columns]

@@ -1,0 +1,192 @@
+"""What the table sinks (SQLite, PostgreSQL, ClickHouse) share, independent of the database.
+
+:class:`TableWriter` holds the settings every table sink has (the ``tables`` filter,
+``table_map``, ``truncate``), the positions read at ``open``, and picks the events of a batch
+that are still to be written. :class:`NamespacedTableWriter` adds the ``(namespace, table)``
+targets of sinks that write into a schema or database (PostgreSQL, ClickHouse).
+
+The functions derive what a new table needs from a batch's events: the key columns, the
+columns with their types (the type functions are the database's), and whether a known table
+already has every column the events carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol
+
+from cdcflow.io.base import PartitionKey, TableFilter, Writer
+from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
+from cdcflow.transforms.base import event_dead_letter
+
+#: A target table: ``(schema or database, table)``.
+Target = tuple[str, str]
+
+
+class TableWriter(Writer):
+    """Base of the sinks that write rows into tables and keep positions with them."""
+
+    keeps_positions = True
+
+    def __init__(
+        self,
+        name: str,
+        pipeline: str,
+        tables: str | Sequence[str],
+        table_map: dict[str, str] | None,
+        truncate: Literal["apply", "ignore"],
+    ) -> None:
+        self.name = name
+        self.pipeline = pipeline
+        self.filter = TableFilter(tables)
+        self.table_map = dict(table_map or {})
+        self.truncate = truncate
+        self._positions: dict[PartitionKey, int] = {}
+
+    def committed_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink."""
+        return dict(self._positions)
+
+    def _new_events(self, batch: EventBatch, committed: int) -> list[ChangeEvent]:
+        """The events of ``batch`` after the ``committed`` offset, of tables the filter keeps."""
+        keep = self.filter
+        return [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+
+    def _write_what(self, batch: EventBatch) -> str:
+        """How errors and retries name the write of ``batch``."""
+        stream, partition = batch.partition_key
+        return f"sink {self.name!r}: write of {stream}/{partition} up to offset {batch.last_offset}"
+
+    def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
+        return event_dead_letter(f"sink:{self.name}", event, error)
+
+
+class NamespacedTableWriter(TableWriter):
+    """A table sink whose targets are ``(namespace, table)``: a schema or a database.
+
+    A source table ``db.schema.table`` lands in ``(<namespace>, table)`` unless ``table_map``
+    maps its full name to ``name`` (in the sink's namespace) or ``namespace.name``.
+    """
+
+    #: Targets already worked out (created on first use).
+    _targets: dict[TableId, Target] | None = None
+
+    def _namespace(self) -> str:
+        """The schema or database of the tables ``table_map`` does not place."""
+        raise NotImplementedError
+
+    def target_table(self, table: TableId) -> Target:
+        """The ``(namespace, table)`` a source table lands in."""
+        targets = self._targets
+        if targets is None:
+            targets = self._targets = {}
+        found = targets.get(table)
+        if found is None:
+            found = targets[table] = self._target_table(table)
+        return found
+
+    def _target_table(self, table: TableId) -> Target:
+        mapped = self.table_map.get(str(table))
+        if mapped:
+            if "." in mapped:
+                namespace, _, name = mapped.partition(".")
+                return namespace, name
+            return self._namespace(), mapped
+        return self._namespace(), table.table
+
+    def _by_target(self, events: Iterable[ChangeEvent]) -> dict[Target, list[ChangeEvent]]:
+        """``events`` grouped by target table, in event order within each group."""
+        groups: dict[Target, list[ChangeEvent]] = {}
+        target_of = self.target_table
+        for event in events:
+            target = target_of(event.table)
+            group = groups.get(target)
+            if group is None:
+                group = groups[target] = []
+            group.append(event)
+        return groups
+
+
+class KnownTable(Protocol):
+    """What :func:`covers` needs to know about a target table."""
+
+    #: Column name -> database type, in table order.
+    columns: dict[str, str]
+    #: Fingerprints of event schemas whose columns all exist in the table.
+    schemas: set[str]
+
+
+def key_columns(events: Iterable[ChangeEvent]) -> tuple[str, ...]:
+    """The key columns of a new table: the first message key, else the schema's key columns."""
+    for event in events:
+        if event.key:
+            return tuple(event.key)
+        if event.schema is not None and event.schema.key_columns:
+            return event.schema.key_columns
+    return ()
+
+
+def no_key_reason(table: TableId) -> str:
+    """Why a table cannot be created: no event told its primary key."""
+    return (
+        f"no primary key known for {table}: the messages carry no key; send Debezium message "
+        "keys or set source.key_columns for this table"
+    )
+
+
+def covers(table: KnownTable, events: Iterable[ChangeEvent], with_keys: bool = False) -> bool:
+    """True when ``table`` has every column the events' rows (and keys) carry.
+
+    Uses cheap set checks; an event schema found complete is remembered in ``table.schemas``.
+    """
+    names = table.columns.keys()
+    for event in events:
+        row = event.before if event.op is Op.DELETE else event.after
+        if row is not None and not row.keys() <= names:
+            return False
+        if with_keys and event.key is not None and not event.key.keys() <= names:
+            return False
+        if event.schema is not None and event.schema.fingerprint not in table.schemas:
+            if not all(c.name in names for c in event.schema.columns):
+                return False
+            table.schemas.add(event.schema.fingerprint)
+    return True
+
+
+def columns_of(
+    events: Iterable[ChangeEvent],
+    column_type: Callable[[Column], str],
+    value_type: Callable[[Any], str],
+    all_keys: bool,
+) -> dict[str, str]:
+    """Every column the events carry, with its database type.
+
+    Declared schema columns are typed by ``column_type``, other columns by ``value_type`` of
+    their first non-null value (a column seen only as null keeps the type of ``None`` until a
+    value or a schema says more). The columns of the message key count for every event when
+    ``all_keys`` is true, otherwise only for deletes.
+    """
+    columns: dict[str, str] = {}
+    pending: set[str] = set()
+    for event in events:
+        if event.schema is not None:
+            for column in event.schema.columns:
+                if column.name not in columns or column.name in pending:
+                    columns[column.name] = column_type(column)
+                    pending.discard(column.name)
+        key = event.key if all_keys or event.op is Op.DELETE else None
+        for source in (event.row, key):
+            for name, value in (source or {}).items():
+                if name not in columns:
+                    columns[name] = value_type(value)
+                    if value is None:
+                        pending.add(name)
+                elif name in pending and value is not None:
+                    columns[name] = value_type(value)
+                    pending.discard(name)
+    return columns
+
+
+def row_count_line(name: str, count: int, noun: str = "row") -> str:
+    """``  name: 3 rows``, a line of a sink's ``describe``."""
+    return f"  {name}: {count} {noun}{'' if count == 1 else 's'}"
