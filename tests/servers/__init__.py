@@ -1,20 +1,25 @@
 """Real servers for integration tests, started by session fixtures on free 127.0.0.1 ports.
 
 Each server module exposes a session-scoped pytest fixture; ``tests/conftest.py`` lists the
-modules in ``pytest_plugins``. Helpers here: :func:`free_port`, :func:`wait_for_port` and
+modules in ``pytest_plugins``. Helpers here: :func:`free_port`, :func:`wait_for_port`,
+:func:`wait_until_ready` (retry a probe query), :func:`unique_database_name` and
 :class:`ServerProcess` (start a process, wait until it listens, stop it and its children at the
 end, keep its log for failure messages).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+_database_counter = itertools.count()
 
 
 def free_port() -> int:
@@ -34,6 +39,35 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_until_ready(
+    probe: Callable[[], object],
+    errors: tuple[type[BaseException], ...],
+    failure: str,
+    tail: Callable[[], str],
+    timeout: float = 30.0,
+) -> None:
+    """Call ``probe`` until it stops raising one of ``errors``.
+
+    After ``timeout`` seconds raise ``RuntimeError`` with ``failure``, the last error and the
+    server's log (``tail()``).
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            probe()
+            return
+        except errors as exc:
+            last = exc
+            time.sleep(0.1)
+    raise RuntimeError(f"{failure}: {last}\n{tail()}")
+
+
+def unique_database_name() -> str:
+    """A database name no other test of this session uses (``t<n>_<random hex>``)."""
+    return f"t{next(_database_counter)}_{uuid.uuid4().hex[:8]}"
 
 
 class ServerProcess:

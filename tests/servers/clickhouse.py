@@ -13,21 +13,16 @@ The binary comes from ``$CDCFLOW_CLICKHOUSE_BIN``, ``clickhouse-server`` (Debian
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerProcess, free_port
-
-_database_counter = itertools.count()
+from tests.servers import ServerProcess, free_port, unique_database_name, wait_until_ready
 
 _CONFIG = """<?xml version="1.0"?>
 <yandex>
@@ -157,19 +152,16 @@ class ClickHouseServer:
         from clickhouse_driver import Client
         from clickhouse_driver.errors import Error
 
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
+        def probe() -> None:
             client = Client(host="127.0.0.1", port=self.tcp_port, connect_timeout=2)
             try:
                 client.execute("SELECT 1")
-                return
-            except (Error, OSError, EOFError) as exc:
-                last = exc
-                time.sleep(0.1)
             finally:
                 client.disconnect()
-        raise RuntimeError(f"ClickHouse did not answer: {last}\n{self.tail()}")
+
+        wait_until_ready(
+            probe, (Error, OSError, EOFError), "ClickHouse did not answer", self.tail, timeout
+        )
 
     def stop(self) -> None:
         """Stop the server."""
@@ -199,7 +191,7 @@ class ClickHouseServer:
         """Create a database (a unique name when none is given); returns its DSN."""
         from clickhouse_driver import Client
 
-        name = name or f"t{next(_database_counter)}_{uuid.uuid4().hex[:8]}"
+        name = name or unique_database_name()
         client = Client(host="127.0.0.1", port=self.tcp_port)
         try:
             client.execute(f"CREATE DATABASE `{name}`")

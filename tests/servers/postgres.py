@@ -18,23 +18,18 @@ outside pytest's (root-only) temporary directory and the server runs as the unpr
 
 from __future__ import annotations
 
-import itertools
 import os
 import pwd
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ServerProcess, free_port
-
-_database_counter = itertools.count()
+from tests.servers import ServerProcess, free_port, unique_database_name, wait_until_ready
 
 
 def postgres_bindir() -> Path:
@@ -170,17 +165,17 @@ class PostgresServer:
     def _wait_ready(self, timeout: float = 30.0) -> None:
         import psycopg
 
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            try:
-                with psycopg.connect(self.dsn, connect_timeout=2) as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as exc:
-                last = exc
-                time.sleep(0.1)
-        raise RuntimeError(f"PostgreSQL did not accept connections: {last}\n{self.tail()}")
+        def probe() -> None:
+            with psycopg.connect(self.dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+
+        wait_until_ready(
+            probe,
+            (psycopg.OperationalError,),
+            "PostgreSQL did not accept connections",
+            self.tail,
+            timeout,
+        )
 
     def stop(self) -> None:
         """Stop the server: fast shutdown (SIGINT: abort sessions), SIGKILL as a last resort."""
@@ -204,7 +199,7 @@ class PostgresServer:
         """Create a database (a unique name when none is given); returns its DSN."""
         import psycopg
 
-        name = name or f"t{next(_database_counter)}_{uuid.uuid4().hex[:8]}"
+        name = name or unique_database_name()
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn_for(name)
