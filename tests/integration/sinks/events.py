@@ -8,12 +8,15 @@ of events, so tests can compare every sink with it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from cdcflow.io.retry import RetryPolicy
 from cdcflow.schemas.model import (
     ChangeEvent,
     Column,
@@ -87,6 +90,42 @@ def batch(events: list[ChangeEvent], last_offset: int | None = None) -> EventBat
         last_offset=last_offset if last_offset is not None else events[-1].position.offset,
         events=events,
     )
+
+
+#: Retries for writer tests: three attempts, 50 ms apart.
+FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.05)
+
+
+def order_row(ident: int, **values: Any) -> dict[str, Any]:
+    """A row of :data:`ORDERS` with every column set (``values`` override columns)."""
+    row: dict[str, Any] = {
+        "id": ident,
+        "customer": f"c{ident}",
+        "qty": ident,
+        "amount": Decimal("10.50"),
+        "created_at": dt.datetime(2024, 1, 15, 10, 30, 0, 123456),
+        "paid_at": dt.datetime(2024, 1, 15, 9, 0, tzinfo=dt.UTC),
+        "ship_date": dt.date(2024, 2, 1),
+        "attrs": '{"gift": true}',
+        "note": "hello",
+    }
+    row.update(values)
+    return row
+
+
+def without_note(ident: int, **values: Any) -> dict[str, Any]:
+    """:func:`order_row` without ``note``: a TOASTed column the source did not send."""
+    return {k: v for k, v in order_row(ident, **values).items() if k != "note"}
+
+
+def opening_orders() -> list[ChangeEvent]:
+    """Offsets 0-3: orders 1, 2 and 3 created, then order 1 updated (qty 5, note ``x``)."""
+    return [
+        event("c", 0, 1, after=order_row(1)),
+        event("c", 1, 2, after=order_row(2)),
+        event("r", 2, 3, after=order_row(3)),
+        event("u", 3, 1, after=order_row(1, qty=5, note="x")),
+    ]
 
 
 # -- a generated Debezium JSON changelog ---------------------------------------------------------

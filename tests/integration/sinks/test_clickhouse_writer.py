@@ -15,30 +15,22 @@ from cdcflow.errors import TransientSinkError
 from cdcflow.io.clickhouse import ClickHouseWriter
 from cdcflow.io.retry import RetryPolicy
 from cdcflow.schemas.model import DeadLetter, TableId
-from tests.integration.sinks.events import ORDERS, batch, event
+from tests.integration.sinks.events import (
+    FAST_RETRY,
+    ORDERS,
+    batch,
+    event,
+    opening_orders,
+    order_row,
+    without_note,
+)
 from tests.servers.clickhouse import ClickHouseServer
 
 pytestmark = pytest.mark.integration
 
 
-def _row(ident: int, **values: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": ident,
-        "customer": f"c{ident}",
-        "qty": ident,
-        "amount": Decimal("10.50"),
-        "created_at": dt.datetime(2024, 1, 15, 10, 30, 0, 123456),
-        "paid_at": dt.datetime(2024, 1, 15, 9, 0, tzinfo=dt.UTC),
-        "ship_date": dt.date(2024, 2, 1),
-        "attrs": '{"gift": true}',
-        "note": "hello",
-    }
-    base.update(values)
-    return base
-
-
 def _writer(dsn: str, **options: Any) -> ClickHouseWriter:
-    options.setdefault("retry", RetryPolicy(max_attempts=3, initial_backoff_s=0.05))
+    options.setdefault("retry", FAST_RETRY)
     w = ClickHouseWriter(name=options.pop("name", "ch"), dsn=dsn, pipeline="p1", **options)
     w.open()
     return w
@@ -57,34 +49,29 @@ def test_replacing_merge_tree_mirror_with_view_unavailable_columns_and_replay(
 ) -> None:
     db = ch_database.rsplit("/", 1)[1]
     w = _writer(ch_database)
-    first = [
-        event("c", 0, 1, after=_row(1)),
-        event("c", 1, 2, after=_row(2)),
-        event("r", 2, 3, after=_row(3)),
-        event("u", 3, 1, after=_row(1, qty=5, note="x")),
-    ]
+    first = opening_orders()
     second = [
         event(
             "u",
             4,
             1,
-            after={k: v for k, v in _row(1, qty=6).items() if k != "note"},
+            after=without_note(1, qty=6),
             unavailable=["note"],
         ),
-        event("d", 5, 2, before=_row(2)),
-        event("d", 6, 3, before=_row(3)),
+        event("d", 5, 2, before=order_row(2)),
+        event("d", 6, 3, before=order_row(3)),
         event(
             "c",
             7,
             3,
-            after={k: v for k, v in _row(3, qty=33).items() if k != "note"},
+            after=without_note(3, qty=33),
             unavailable=["note"],
         ),
         event(
             "u",
             8,
             3,
-            after={k: v for k, v in _row(3, qty=34).items() if k != "note"},
+            after=without_note(3, qty=34),
             unavailable=["note"],
         ),
     ]
@@ -150,14 +137,14 @@ def test_truncate_new_columns_table_map_and_filter(ch_database: str) -> None:
         w.write(
             batch(
                 [
-                    event("c", 0, 1, after=_row(1)),
-                    event("c", 1, 2, after=_row(2)),
+                    event("c", 0, 1, after=order_row(1)),
+                    event("c", 1, 2, after=order_row(2)),
                     event(
                         "c", 2, 9, after={"id": 9}, table=TableId("x", "y", "secret"), schema=None
                     ),
                     event("c", 3, 1, after={"id": 1, "name": "Ann"}, table=customers, schema=None),
                     event("t", 4),
-                    event("c", 5, 3, after=_row(3)),
+                    event("c", 5, 3, after=order_row(3)),
                 ]
             )
         )
@@ -190,15 +177,17 @@ def test_rows_that_do_not_fit_become_dead_letters(ch_database: str) -> None:
     w = _writer(ch_database)
     letters: list[DeadLetter] = []
     try:
-        w.write(batch([event("c", 0, 1, after=_row(1))]))
+        w.write(batch([event("c", 0, 1, after=order_row(1))]))
         w.write(
             batch(
                 [
-                    event("c", 1, 2, after=_row(2, qty=2**40)),  # out of range for Int32
-                    event("c", 2, 3, after=_row(3, paid_at=dt.datetime(1850, 1, 1))),  # too old
-                    event("c", 3, 4, after=_row(4, amount=Decimal("123456789.00"))),  # > (10, 2)
-                    event("c", 4, 5, after=_row(5, qty="many")),  # type mismatch
-                    event("u", 5, 1, after=_row(1, qty=7)),
+                    event("c", 1, 2, after=order_row(2, qty=2**40)),  # out of range for Int32
+                    # too old for DateTime
+                    event("c", 2, 3, after=order_row(3, paid_at=dt.datetime(1850, 1, 1))),
+                    # more digits than Decimal(10, 2)
+                    event("c", 3, 4, after=order_row(4, amount=Decimal("123456789.00"))),
+                    event("c", 4, 5, after=order_row(5, qty="many")),  # type mismatch
+                    event("u", 5, 1, after=order_row(1, qty=7)),
                 ]
             ),
             on_rejected=letters.extend,
@@ -222,12 +211,12 @@ def test_server_restart_is_retried_and_a_dead_server_gives_up(
         ch_database, retry=RetryPolicy(max_attempts=40, initial_backoff_s=0.1, max_backoff_s=0.5)
     )
     try:
-        w.write(batch([event("c", 0, 1, after=_row(1))]))
+        w.write(batch([event("c", 0, 1, after=order_row(1))]))
         clickhouse_server.kill()
         restart = threading.Timer(1.0, clickhouse_server.start)
         restart.start()  # the server is down for a second: the write retries until it is back
         with caplog.at_level(logging.WARNING, logger="cdcflow.io.retry"):
-            w.write(batch([event("c", 1, 2, after=_row(2))]))
+            w.write(batch([event("c", 1, 2, after=order_row(2))]))
         restart.join()
     finally:
         w.close()

@@ -14,31 +14,23 @@ from cdcflow.errors import SinkError, TransientSinkError
 from cdcflow.io.postgres import PostgresWriter
 from cdcflow.io.retry import RetryPolicy
 from cdcflow.schemas.model import DeadLetter, TableId
-from tests.integration.sinks.events import ORDERS, batch, event
+from tests.integration.sinks.events import (
+    FAST_RETRY,
+    ORDERS,
+    batch,
+    event,
+    opening_orders,
+    order_row,
+    without_note,
+)
 
 pytestmark = pytest.mark.integration
 
 UTC = dt.UTC
 
 
-def _row(ident: int, **values: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": ident,
-        "customer": f"c{ident}",
-        "qty": ident,
-        "amount": Decimal("10.50"),
-        "created_at": dt.datetime(2024, 1, 15, 10, 30, 0, 123456),
-        "paid_at": dt.datetime(2024, 1, 15, 9, 0, tzinfo=UTC),
-        "ship_date": dt.date(2024, 2, 1),
-        "attrs": '{"gift": true}',
-        "note": "hello",
-    }
-    base.update(values)
-    return base
-
-
 def writer(dsn: str, **options: Any) -> PostgresWriter:
-    options.setdefault("retry", RetryPolicy(max_attempts=3, initial_backoff_s=0.05))
+    options.setdefault("retry", FAST_RETRY)
     w = PostgresWriter(name=options.pop("name", "wh"), dsn=dsn, pipeline="p1", **options)
     w.open()
     return w
@@ -52,12 +44,7 @@ def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
 def test_upsert_mirror_with_types_unavailable_columns_and_replay(pg_database: str) -> None:
     w = writer(pg_database)
     try:
-        first = [
-            event("c", 0, 1, after=_row(1)),
-            event("c", 1, 2, after=_row(2)),
-            event("r", 2, 3, after=_row(3)),
-            event("u", 3, 1, after=_row(1, qty=5, note="x")),
-        ]
+        first = opening_orders()
         assert w.write(batch(first)) == []
         second = [
             # note is a TOASTed column the source did not send: keep the stored value
@@ -65,17 +52,17 @@ def test_upsert_mirror_with_types_unavailable_columns_and_replay(pg_database: st
                 "u",
                 4,
                 1,
-                after={k: v for k, v in _row(1, qty=6).items() if k != "note"},
+                after=without_note(1, qty=6),
                 unavailable=["note"],
             ),
-            event("d", 5, 2, before=_row(2)),
+            event("d", 5, 2, before=order_row(2)),
             # delete then re-create inside one batch: the unavailable column starts empty
-            event("d", 6, 3, before=_row(3)),
+            event("d", 6, 3, before=order_row(3)),
             event(
                 "c",
                 7,
                 3,
-                after={k: v for k, v in _row(3, qty=33).items() if k != "note"},
+                after=without_note(3, qty=33),
                 unavailable=["note"],
             ),
         ]
@@ -137,12 +124,12 @@ def test_truncate_new_columns_table_map_schema_and_filter(pg_database: str) -> N
         w.write(
             batch(
                 [
-                    event("c", 0, 1, after=_row(1)),
-                    event("c", 1, 2, after=_row(2)),
+                    event("c", 0, 1, after=order_row(1)),
+                    event("c", 1, 2, after=order_row(2)),
                     event("c", 2, 9, after={"id": 9, "pw": "x"}, table=other, schema=None),
                     event("c", 3, 1, after={"id": 1, "name": "Ann"}, table=customers, schema=None),
                     event("t", 4, table=ORDERS),
-                    event("c", 5, 3, after=_row(3)),
+                    event("c", 5, 3, after=order_row(3)),
                 ]
             )
         )
@@ -150,7 +137,9 @@ def test_truncate_new_columns_table_map_schema_and_filter(pg_database: str) -> N
         w.write(
             batch(
                 [
-                    event("u", 6, 3, after={**_row(3), "discount": Decimal("1.5")}, schema=None),
+                    event(
+                        "u", 6, 3, after={**order_row(3), "discount": Decimal("1.5")}, schema=None
+                    ),
                     event(
                         "c",
                         7,
@@ -182,14 +171,14 @@ def test_rejected_rows_go_to_dead_letters_and_the_rest_commits(pg_database: str)
     w = writer(pg_database)
     letters: list[DeadLetter] = []
     try:
-        w.write(batch([event("c", 0, 1, after=_row(1))]))
+        w.write(batch([event("c", 0, 1, after=order_row(1))]))
         result = w.write(
             batch(
                 [
-                    event("c", 1, 2, after=_row(2)),
-                    event("c", 2, 3, after=_row(3, qty=2**40)),  # out of range for integer
-                    event("c", 3, 4, after=_row(4, ship_date="not a date")),  # type mismatch
-                    event("u", 4, 1, after=_row(1, qty=7)),
+                    event("c", 1, 2, after=order_row(2)),
+                    event("c", 2, 3, after=order_row(3, qty=2**40)),  # out of range for integer
+                    event("c", 3, 4, after=order_row(4, ship_date="not a date")),  # type mismatch
+                    event("u", 4, 1, after=order_row(1, qty=7)),
                     event("c", 5, 5, after=None),  # no row image
                 ]
             ),
@@ -210,9 +199,9 @@ def test_rejected_rows_go_to_dead_letters_and_the_rest_commits(pg_database: str)
 def test_append_mode_keeps_every_event_once(pg_database: str) -> None:
     w = writer(pg_database, mode="append", table_map={"shop.public.orders": "orders_history"})
     events = [
-        event("c", 0, 1, after=_row(1)),
-        event("u", 1, 1, after=_row(1, qty=2)),
-        event("d", 2, 1, before=_row(1, qty=2)),
+        event("c", 0, 1, after=order_row(1)),
+        event("u", 1, 1, after=order_row(1, qty=2)),
+        event("d", 2, 1, before=order_row(1, qty=2)),
         event("t", 3),
     ]
     try:
@@ -265,7 +254,12 @@ def test_timescaledb_mode_creates_a_hypertable_on_the_source_timestamp(pg_databa
     try:
         w.open()
         w.write(
-            batch([event("c", 0, 1, after=_row(1)), event("c", 1, 2, after=_row(2), ts_ms=None)]),
+            batch(
+                [
+                    event("c", 0, 1, after=order_row(1)),
+                    event("c", 1, 2, after=order_row(2), ts_ms=None),
+                ]
+            ),
             on_rejected=letters.extend,
         )
     finally:
@@ -285,14 +279,14 @@ def test_timescaledb_mode_creates_a_hypertable_on_the_source_timestamp(pg_databa
 def test_lost_connection_is_retried(pg_database: str) -> None:
     w = writer(pg_database, retry=RetryPolicy(max_attempts=5, initial_backoff_s=0.05))
     try:
-        w.write(batch([event("c", 0, 1, after=_row(1))]))
+        w.write(batch([event("c", 0, 1, after=order_row(1))]))
         with psycopg.connect(pg_database, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name LIKE 'cdcflow:p1:wh%%'"
             ).fetchall()
         assert killed == [(True,)]
-        w.write(batch([event("c", 1, 2, after=_row(2))]))
+        w.write(batch([event("c", 1, 2, after=order_row(2))]))
     finally:
         w.close()
     assert rows(pg_database, "SELECT id FROM orders ORDER BY id") == [(1,), (2,)]
@@ -314,19 +308,19 @@ def test_persistent_transient_failure_gives_up_with_nothing_committed(pg_databas
             release.wait(30)
 
     try:
-        w.write(batch([event("c", 0, 1, after=_row(1))]))
+        w.write(batch([event("c", 0, 1, after=order_row(1))]))
         locker = threading.Thread(target=hold_lock)
         locker.start()
         assert holding.wait(10)
         try:
             with pytest.raises(TransientSinkError, match="giving up after 3 attempts"):
-                w.write(batch([event("c", 1, 2, after=_row(2))]))
+                w.write(batch([event("c", 1, 2, after=order_row(2))]))
         finally:
             release.set()
             locker.join()
         assert rows(pg_database, "SELECT id FROM orders") == [(1,)]
         assert rows(pg_database, 'SELECT "offset" FROM cdcflow_offsets') == [(0,)]
-        w.write(batch([event("c", 1, 2, after=_row(2))]))  # works once the lock is gone
+        w.write(batch([event("c", 1, 2, after=order_row(2))]))  # works once the lock is gone
     finally:
         w.close()
     assert rows(pg_database, "SELECT id FROM orders ORDER BY id") == [(1,), (2,)]
