@@ -406,3 +406,65 @@ def test_unreachable_registry_stops_with_exit_1() -> None:
     )
     assert "Traceback" not in result.output
     assert result.stdout == ""  # no error object per line: the command stopped
+
+
+DECODING_MD = Path(__file__).resolve().parents[3] / "docs" / "decoding.md"
+
+
+def _documented_consumer() -> str:
+    """The Python consumer of docs/decoding.md that writes a topic as base64 lines."""
+    text = DECODING_MD.read_text()
+    start = text.index("python - <<'EOF' | cdcflow decode --format debezium-avro")
+    body = text[start:].split("\n", 2)[2]  # after the command's two lines
+    return body[: body.index("\nEOF\n")] + "\n"
+
+
+def test_documented_consumer_pipes_a_topic_into_decode(
+    kafka_broker: str, schema_registry: RegistryInfo
+) -> None:
+    from tests.servers.tansu import create_topic, produce, unique_topic
+
+    topic = unique_topic("decode-avro")
+    create_topic(kafka_broker, topic, partitions=2)
+    frames = _avro_frames(schema_registry)
+    produce(kafka_broker, topic, frames)
+    code = _documented_consumer()
+    assert '"kafka:9092"' in code and '"shop.public.orders"' in code
+    code = code.replace('"kafka:9092"', repr(kafka_broker))
+    code = code.replace('"shop.public.orders"', repr(topic))
+    env = {**os.environ, "CDCFLOW_SCHEMA_REGISTRY_PASSWORD": schema_registry.password}
+    consumer = subprocess.Popen(  # the shell's `python - <<'EOF' | cdcflow decode ...`
+        [sys.executable, "-c", code], stdout=subprocess.PIPE
+    )
+    try:
+        done = subprocess.run(
+            [
+                str(CDCFLOW),
+                "decode",
+                "--format",
+                "debezium-avro",
+                "--key-separator",
+                "\t",
+                *_registry_args(schema_registry),
+            ],
+            stdin=consumer.stdout,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        assert consumer.stdout is not None
+        consumer.stdout.close()
+        assert consumer.wait(timeout=60) == 0
+    assert done.returncode == 0, done.stderr.decode()
+    out = _objects(done.stdout.decode())
+    # Two partitions: the order across keys is not fixed, the order per key is.
+    by_key: dict[int, list[str]] = {}
+    for item in out:
+        by_key.setdefault(item["key"]["id"], []).append(item.get("op") or item["kind"])
+    assert by_key == {1: ["c", "u"], 2: ["c", "d", "tombstone"]}
+    assert {item["after"]["total"] for item in out if item.get("op") == "c"} == {
+        "100000000.00",
+        "-12345.67",
+    }
