@@ -60,7 +60,9 @@ class Writer:
         """The last offset written per ``(stream, partition)``; ``open`` must be called first."""
         return {}
 
-    def write(self, batch: EventBatch, on_rejected: RejectHandler | None = None) -> list[DeadLetter]:
+    def write(
+        self, batch: EventBatch, on_rejected: RejectHandler | None = None
+    ) -> list[DeadLetter]:
         """Write one batch (and its position) atomically.
 
         Rows the destination rejects become dead letters: when ``on_rejected`` is given it is
@@ -107,6 +109,7 @@ class TableFilter:
         self._cache: dict[TableId, bool] = {}
 
     def __call__(self, table: TableId) -> bool:
+        """True when ``table`` matches any of the patterns (cached per table)."""
         hit = self._cache.get(table)
         if hit is None:
             name = str(table)

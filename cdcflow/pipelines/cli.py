@@ -125,7 +125,7 @@ def run(
     except CdcflowError as exc:
         _fail_runtime(exc)
         return
-    except Exception as exc:  # noqa: BLE001 - report any engine failure with exit code 1
+    except Exception as exc:
         log.exception("pipeline failed")
         _fail_runtime(_root_cause(exc))
         return
@@ -159,8 +159,10 @@ def _root_cause(exc: BaseException) -> BaseException:
 @main.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(pipeline_file: Path) -> None:
-    """Check PIPELINE_FILE: configuration, then reachability and permissions of every
-    source and sink, without moving data."""
+    """Check PIPELINE_FILE: configuration, reachability and permissions, moving no data.
+
+    Every source and sink is checked; problems are listed and the exit code is 1.
+    """
     from cdcflow.pipelines.config import load_pipeline
     from cdcflow.pipelines.plan import plan_pipeline
 
