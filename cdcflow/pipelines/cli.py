@@ -159,7 +159,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 @main.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(pipeline_file: Path) -> None:
-    """Check PIPELINE_FILE: configuration, reachability and permissions, moving no data.
+    """Check PIPELINE_FILE without moving data: configuration, reachability, permissions.
 
     Every source and sink is checked; problems are listed and the exit code is 1.
     """
