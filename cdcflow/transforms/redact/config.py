@@ -94,6 +94,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
+def _check_secret_lengths(model: BaseModel) -> None:
+    """Raise ValueError when the model's ``salt`` or ``key`` is too short (never echoing it)."""
+    for name in ("salt", "key"):
+        secret = getattr(model, name)
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"{name} must be at least {MIN_SECRET_LENGTH} characters "
+                "(use a random value from the environment, e.g. ${REDACT_KEY})"
+            )
+
+
+def _patterns(table: str | list[str]) -> tuple[str, ...]:
+    """A ``table`` setting (one glob or a list) as a tuple of globs."""
+    return (table,) if isinstance(table, str) else tuple(table)
+
+
+def _matches_any(column: str, patterns: list[str]) -> bool:
+    """True when ``column`` equals or matches one of the names or globs in ``patterns``."""
+    return any(p == column or fnmatch.fnmatchcase(column, p) for p in patterns)
+
+
 class StrategyOptions(_Model):
     """A strategy and its options; options that do not apply to the strategy are errors."""
 
@@ -141,13 +162,7 @@ class StrategyOptions(_Model):
                     "tokenize length is the number of hex digits: between 16 and 64 "
                     "(shorter tokens collide, which breaks keys)"
                 )
-        for name in ("salt", "key"):
-            secret = getattr(self, name)
-            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"{name} must be at least {MIN_SECRET_LENGTH} characters "
-                    "(use a random value from the environment, e.g. ${REDACT_KEY})"
-                )
+        _check_secret_lengths(self)
         return self
 
     @property
@@ -188,13 +203,12 @@ class RuleConfig(StrategyOptions):
     @property
     def table_patterns(self) -> tuple[str, ...]:
         """The rule's table globs."""
-        return (self.table,) if isinstance(self.table, str) else tuple(self.table)
+        return _patterns(self.table)
 
     def matches_column(self, column: str) -> bool:
         """True when ``column`` is one of the rule's columns."""
-        for pattern in self.columns:
-            if pattern == column or fnmatch.fnmatchcase(column, pattern):
-                return True
+        if _matches_any(column, self.columns):
+            return True
         return self.column_regex is not None and re.fullmatch(self.column_regex, column) is not None
 
 
@@ -238,7 +252,7 @@ class TableConfig(_Model):
     def _check_table(self) -> TableConfig:
         check_table_patterns(self.table)
         if self.allow is not None:
-            missing = [c for c in self.key_columns if not _in_allow(c, self.allow)]
+            missing = [c for c in self.key_columns if not _matches_any(c, self.allow)]
             if missing:
                 raise ValueError(
                     f"key column(s) {missing} are not on the allow-list: a key column that is "
@@ -252,15 +266,11 @@ class TableConfig(_Model):
     @property
     def table_patterns(self) -> tuple[str, ...]:
         """The policy's table globs."""
-        return (self.table,) if isinstance(self.table, str) else tuple(self.table)
+        return _patterns(self.table)
 
     def allows(self, column: str) -> bool:
         """True when ``column`` survives the allow-list (always, without one)."""
-        return self.allow is None or _in_allow(column, self.allow)
-
-
-def _in_allow(column: str, allow: list[str]) -> bool:
-    return any(p == column or fnmatch.fnmatchcase(column, p) for p in allow)
+        return self.allow is None or _matches_any(column, self.allow)
 
 
 def _tables_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -289,13 +299,7 @@ class RedactConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _check_policy(self) -> RedactConfig:
-        for name in ("salt", "key"):
-            secret = getattr(self, name)
-            if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
-                raise ValueError(
-                    f"{name} must be at least {MIN_SECRET_LENGTH} characters "
-                    "(use a random value from the environment, e.g. ${REDACT_KEY})"
-                )
+        _check_secret_lengths(self)
         if not self.rules and not self.tables:
             raise ValueError("a redact step needs rules and/or tables")
         problems: list[str] = []

@@ -250,25 +250,7 @@ class RowPlan:
         """Redact ``row`` (a new dict); raises :class:`RedactionError` naming rule and column."""
         if self.identity:
             return row
-        out = row.copy()
-        for column, cell in self.drops:
-            del out[column]
-            cell[0] += 1
-        column = ""
-        try:
-            for column, fn, cell in self.ops:
-                value = out[column]
-                if value is not None:
-                    out[column] = fn(value)
-                    cell[0] += 1
-        except RedactionError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported without the value
-            strategy = self.strategies[column]
-            raise RedactionError(
-                f"table {self.table} column {column}: strategy {strategy} failed "
-                f"({type(exc).__name__})"
-            ) from None
+        out = self._transform(row, lenient=False)
         if self.scans:
             self._scan(out, key=False)
         return out
@@ -290,6 +272,14 @@ class RowPlan:
 
     def apply_ops_only(self, row: dict[str, Any]) -> dict[str, Any]:
         """Drops and column ops, without scanning."""
+        return self._transform(row, lenient=False)
+
+    def _transform(self, row: dict[str, Any], lenient: bool) -> dict[str, Any]:
+        """A copy of ``row`` with the drops and column ops applied.
+
+        A strategy that fails raises :class:`RedactionError` naming table, column and strategy
+        (never the value), or, when ``lenient``, makes the value null (fail closed).
+        """
         out = row.copy()
         for column, cell in self.drops:
             del out[column]
@@ -299,31 +289,22 @@ class RowPlan:
             if value is not None:
                 try:
                     out[column] = fn(value)
-                except RedactionError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - reported without the value
-                    raise RedactionError(
-                        f"table {self.table} column {column}: strategy "
-                        f"{self.strategies[column]} failed "
-                        f"({type(exc).__name__})"
-                    ) from None
+                except Exception as exc:  # reported without the value, or withheld
+                    if lenient:
+                        out[column] = None  # fail closed: the value is withheld
+                    elif isinstance(exc, RedactionError):
+                        raise
+                    else:
+                        raise RedactionError(
+                            f"table {self.table} column {column}: strategy "
+                            f"{self.strategies[column]} failed ({type(exc).__name__})"
+                        ) from None
                 cell[0] += 1
         return out
 
     def apply_lenient(self, row: dict[str, Any]) -> dict[str, Any]:
         """Redact for a dead letter: never raises; a value that cannot be redacted is null."""
-        out = row.copy()
-        for column, cell in self.drops:
-            del out[column]
-            cell[0] += 1
-        for column, fn, cell in self.ops:
-            value = out[column]
-            if value is not None:
-                try:
-                    out[column] = fn(value)
-                except Exception:  # noqa: BLE001 - fail closed: the value is withheld
-                    out[column] = None
-                cell[0] += 1
+        out = self._transform(row, lenient=True)
         scanner = self.scanner
         if scanner is not None:
             for column, cells in self.scans:
