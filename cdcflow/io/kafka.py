@@ -145,6 +145,7 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
             "fetch.max.bytes": 64 * 1024 * 1024,
             "queued.min.messages": 100_000,
             "session.timeout.ms": 6000,
+            "fetch.queue.backoff.ms": 10,
         }
         base.update(client_settings(self.client_config))
         base.update(
