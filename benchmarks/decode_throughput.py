@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import base64
-import gc
 import json
 import random
-import resource
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import Stopwatch, peak_rss_mb
 
 from cdcflow.schemas.model import ChangeEvent, Position, RawBatch, RawRecord
 from cdcflow.transforms.decode import DecodeStep
@@ -194,15 +193,13 @@ def run(count: int, batch_size: int, with_schema: bool) -> dict[str, float]:
     batches, mean_size = make_batches(count, batch_size, with_schema)
     step = DecodeStep(stream_is_topic=True)
     step.setup()
-    gc.collect()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
     decoded = failed = 0
-    for batch in batches:
-        result = step.process(batch)
-        decoded += len(result.batch.events)
-        failed += len(result.dead_letters)
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
+    with Stopwatch(collect=True) as watch:
+        for batch in batches:
+            result = step.process(batch)
+            decoded += len(result.batch.events)
+            failed += len(result.dead_letters)
+    wall, cpu = watch.wall, watch.cpu
     if failed or decoded != count:
         raise SystemExit(f"decoding failed: {failed} dead letters, {decoded}/{count} events")
     sample = step.process(batches[0]).batch.events[0]
@@ -221,8 +218,7 @@ def main() -> None:
         r = run(args.messages, args.batch, with_schema)
         print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
               f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"peak RSS {peak_kb / 1024:.0f} MB (includes the {POOL:,} generated messages)")
+    print(f"peak RSS {peak_rss_mb():.0f} MB (includes the {POOL:,} generated messages)")
 
 
 if __name__ == "__main__":

@@ -30,17 +30,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from harness import (  # noqa: E402
+    kafka_and_postgres,
+    kafka_postgres_pipeline,
+    proc_memory_mb,
+    table_state,
+)
 from postgres_sink import LOOP  # noqa: E402
 
 from tests.integration.sinks.events import generate_changelog  # noqa: E402
 from tests.servers.postgres import PostgresServer  # noqa: E402
-from tests.servers.tansu import create_topic, produce, start_broker  # noqa: E402
+from tests.servers.tansu import create_topic, produce  # noqa: E402
 
 TOPIC = "shop.public.items"
 FLINK_VENV = Path(os.environ.get("CDCFLOW_FLINK_VENV", REPO / ".venv-flink"))
@@ -64,16 +68,6 @@ def _tree(root: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _become_subreaper() -> None:
@@ -139,7 +133,7 @@ def measure(argv: list[str], env: dict[str, str], dsn: str, table: str, where: s
             next_scan = now + 0.2
             pids = _tree(process.pid)
             seen.update(pids)
-        peak = max(peak, sum(_rss_mb(pid) for pid in pids))
+        peak = max(peak, sum(proc_memory_mb(pid, "VmRSS") or 0.0 for pid in pids))
         if done_at is None and now >= next_poll:
             next_poll = now + 0.25
             offset = _offset(dsn, table, where)
@@ -164,6 +158,68 @@ def measure(argv: list[str], env: dict[str, str], dsn: str, table: str, where: s
     return {"wall": wall, "cpu": cpu, "rss_mb": peak, "steady": steady}
 
 
+def _compare(
+    args: argparse.Namespace, work: Path, bootstrap: str, pg: PostgresServer, jars: list[Path]
+) -> None:
+    """Run Flink, Beam and the loop one after the other; print the table of results."""
+    log = generate_changelog(args.events, args.keys, seed=42, with_schema=False)
+    create_topic(bootstrap, TOPIC, partitions=1)
+    produce(bootstrap, TOPIC, log.messages)
+    last = args.events - 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDCFLOW_FLINK")}
+    env["PYTHONPATH"] = str(REPO)
+    expected = dict(log.final.items())
+    results: dict[str, dict[str, Any]] = {}
+
+    def check(dsn: str, table: str) -> None:
+        got = table_state(dsn, table)
+        assert got == expected, f"{table}: differs from the expected final state"
+
+    def pipeline(name: str, dsn: str, engine: dict[str, Any] | None) -> Path:
+        return kafka_postgres_pipeline(
+            work, name, bootstrap, TOPIC, dsn, args.batch, engine=engine
+        )
+
+    dsn = pg.create_database("flink")
+    flink_yaml = pipeline("flink", dsn, {"flink": {
+        "jars": [str(j) for j in jars], "batch_interval_ms": args.batch_interval_ms}})
+    results["cdcflow on Flink (local)"] = measure(
+        [str(FLINK_VENV / "bin" / "cdcflow"), "run", str(flink_yaml), "--engine", "flink",
+         "--until-caught-up"], env, dsn, "cdcflow_offsets", "pipeline = 'flink'", last)
+    check(dsn, "items")
+
+    if "beam" not in args.skip:
+        dsn = pg.create_database("beam")
+        beam_yaml = pipeline("beam", dsn, None)
+        results["cdcflow on Beam (Direct)"] = measure(
+            [str(REPO / ".venv" / "bin" / "cdcflow"), "run", str(beam_yaml),
+             "--until-caught-up"], env, dsn, "cdcflow_offsets", "pipeline = 'beam'", last)
+        check(dsn, "items")
+
+    if "loop" not in args.skip:
+        dsn = pg.create_database("loop")
+        results["hand-written loop"] = measure(
+            [str(REPO / ".venv" / "bin" / "python"), "-c", LOOP, bootstrap, TOPIC, dsn,
+             str(args.events), str(args.batch)], env, dsn, "loop_offsets", "true", last)
+        check(dsn, "items_loop")
+
+    print(f"{args.events} events over {args.keys} keys, one partition; "
+          f"{os.cpu_count()} CPUs")
+    print(f"\n{'':<26}{'events/s':>10}{'steady/s':>10}{'wall s':>8}{'CPU s':>8}"
+          f"{'peak RSS MB':>13}")
+    for name, r in results.items():
+        steady = f"{r['steady']:.0f}" if r["steady"] else "-"
+        print(f"{name:<26}{args.events / r['wall']:>10.0f}{steady:>10}{r['wall']:>8.1f}"
+              f"{r['cpu']:>8.1f}{r['rss_mb']:>13.0f}")
+    loop = results.get("hand-written loop")
+    flink = results["cdcflow on Flink (local)"]
+    if loop:
+        print(f"\nFlink / loop rate (wall): {loop['wall'] / flink['wall']:.0%}")
+        if loop["steady"] and flink["steady"]:
+            print(f"Flink / loop rate (steady): {flink['steady'] / loop['steady']:.0%}")
+    print(f"every table equals the expected final state ({len(expected)} rows)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=300_000)
@@ -179,85 +235,8 @@ def main() -> None:
     if not all(j.exists() for j in jars):
         sys.exit("run 'make venv-flink' first")
     work = Path(tempfile.mkdtemp(prefix="cdcflow-bench-flink-"))
-    broker, bootstrap = start_broker(work)
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="cdcflow-pg-")), work)
-    pg.init()
-    pg.start()
-    try:
-        log = generate_changelog(args.events, args.keys, seed=42, with_schema=False)
-        create_topic(bootstrap, TOPIC, partitions=1)
-        produce(bootstrap, TOPIC, log.messages)
-        last = args.events - 1
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CDCFLOW_FLINK")}
-        env["PYTHONPATH"] = str(REPO)
-        expected = dict(log.final.items())
-        results: dict[str, dict[str, Any]] = {}
-
-        import psycopg
-
-        def check(dsn: str, table: str) -> None:
-            with psycopg.connect(dsn) as conn:
-                got = {r[0]: (r[1], r[2], r[3])
-                       for r in conn.execute(f"SELECT id, name, qty, price FROM {table}")}
-            assert got == expected, f"{table}: differs from the expected final state"
-
-        def pipeline(name: str, dsn: str, engine: dict[str, Any] | None) -> Path:
-            document: dict[str, Any] = {
-                "pipeline": name,
-                "source": {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [TOPIC],
-                           "group_id": f"bench-{name}", "start": "earliest",
-                           "max_batch_size": args.batch},
-                "sinks": [{"name": "wh", "type": "postgres", "dsn": dsn}],
-                "dead_letter": {"type": "file", "path": str(work / f"{name}-dead.jsonl")},
-            }
-            if engine:
-                document["engine"] = engine
-            path = work / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(document))
-            return path
-
-        dsn = pg.create_database("flink")
-        flink_yaml = pipeline("flink", dsn, {"flink": {
-            "jars": [str(j) for j in jars], "batch_interval_ms": args.batch_interval_ms}})
-        results["cdcflow on Flink (local)"] = measure(
-            [str(FLINK_VENV / "bin" / "cdcflow"), "run", str(flink_yaml), "--engine", "flink",
-             "--until-caught-up"], env, dsn, "cdcflow_offsets", "pipeline = 'flink'", last)
-        check(dsn, "items")
-
-        if "beam" not in args.skip:
-            dsn = pg.create_database("beam")
-            beam_yaml = pipeline("beam", dsn, None)
-            results["cdcflow on Beam (Direct)"] = measure(
-                [str(REPO / ".venv" / "bin" / "cdcflow"), "run", str(beam_yaml),
-                 "--until-caught-up"], env, dsn, "cdcflow_offsets", "pipeline = 'beam'", last)
-            check(dsn, "items")
-
-        if "loop" not in args.skip:
-            dsn = pg.create_database("loop")
-            results["hand-written loop"] = measure(
-                [str(REPO / ".venv" / "bin" / "python"), "-c", LOOP, bootstrap, TOPIC, dsn,
-                 str(args.events), str(args.batch)], env, dsn, "loop_offsets", "true", last)
-            check(dsn, "items_loop")
-
-        print(f"{args.events} events over {args.keys} keys, one partition; "
-              f"{os.cpu_count()} CPUs")
-        print(f"\n{'':<26}{'events/s':>10}{'steady/s':>10}{'wall s':>8}{'CPU s':>8}"
-              f"{'peak RSS MB':>13}")
-        for name, r in results.items():
-            steady = f"{r['steady']:.0f}" if r["steady"] else "-"
-            print(f"{name:<26}{args.events / r['wall']:>10.0f}{steady:>10}{r['wall']:>8.1f}"
-                  f"{r['cpu']:>8.1f}{r['rss_mb']:>13.0f}")
-        loop = results.get("hand-written loop")
-        flink = results["cdcflow on Flink (local)"]
-        if loop:
-            print(f"\nFlink / loop rate (wall): {loop['wall'] / flink['wall']:.0%}")
-            if loop["steady"] and flink["steady"]:
-                print(f"Flink / loop rate (steady): {flink['steady'] / loop['steady']:.0%}")
-        print(f"every table equals the expected final state ({len(expected)} rows)")
-    finally:
-        pg.stop()
-        pg.remove()
-        broker.stop()
+    with kafka_and_postgres(work) as (bootstrap, pg):
+        _compare(args, work, bootstrap, pg, jars)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import yaml  # noqa: E402
+from harness import Stopwatch, peak_rss_mb  # noqa: E402
 
 from cdcflow.pipelines.beam_runner import run as run_pipeline  # noqa: E402
 from cdcflow.pipelines.config import load_pipeline  # noqa: E402
@@ -112,19 +112,16 @@ def main() -> None:
         create_topic(bootstrap, EMPTY_TOPIC, partitions=args.partitions)
         empty = work / "empty.yaml"
         empty.write_text(yaml.safe_dump(_pipeline(bootstrap, EMPTY_TOPIC, args.batch)))
-        wall0 = time.perf_counter()
-        run_pipeline(load_pipeline(empty), until_caught_up=True)
-        fixed = time.perf_counter() - wall0
+        with Stopwatch() as empty_run:
+            run_pipeline(load_pipeline(empty), until_caught_up=True)
+        fixed = empty_run.wall
 
         pipeline = work / "pipeline.yaml"
         pipeline.write_text(yaml.safe_dump(_pipeline(bootstrap, TOPIC, args.batch)))
         config = load_pipeline(pipeline)
-        usage0 = resource.getrusage(resource.RUSAGE_SELF)
-        wall0 = time.perf_counter()
-        report = run_pipeline(config, until_caught_up=True)
-        wall = time.perf_counter() - wall0
-        usage1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+        with Stopwatch() as watch:
+            report = run_pipeline(config, until_caught_up=True)
+        wall, cpu = watch.wall, watch.cpu
         written = report.written.get("discard", 0)
         if written != args.messages or report.records_read != args.messages:
             raise SystemExit(f"expected {args.messages} events, read {report.records_read}, "
@@ -134,7 +131,7 @@ def main() -> None:
         print(f"fixed start-up/shut-down (same pipeline on an empty topic): {fixed:.2f}s; "
               f"excluding it: {written / max(wall - fixed, 1e-9):,.0f} events/s")
         print(f"CPU: {cpu:.2f}s ({cpu / wall:.0%} of one core)")
-        print(f"peak RSS: {usage1.ru_maxrss / 1024:.0f} MB")
+        print(f"peak RSS: {peak_rss_mb():.0f} MB")
     finally:
         broker.stop()
 

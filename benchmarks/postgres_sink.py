@@ -30,14 +30,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from harness import (  # noqa: E402
+    Stopwatch,
+    kafka_and_postgres,
+    kafka_postgres_pipeline,
+    proc_memory_mb,
+    table_state,
+)
+
 from tests.integration.sinks.events import generate_changelog  # noqa: E402
 from tests.servers.postgres import PostgresServer  # noqa: E402
-from tests.servers.tansu import create_topic, produce, start_broker  # noqa: E402
+from tests.servers.tansu import create_topic, produce  # noqa: E402
 
 TOPIC = "shop.public.items"
 
@@ -113,17 +119,6 @@ conn.close()
 """
 
 
-def _peak_rss_mb(pid: int) -> float | None:
-    """The process's peak RSS so far (VmHWM), in MB; None once it has exited."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
-
-
 def _measure(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``argv``; wall seconds, CPU seconds and peak RSS (MB) of that process.
 
@@ -139,7 +134,7 @@ def _measure(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             break
-        rss = _peak_rss_mb(process.pid)
+        rss = proc_memory_mb(process.pid, "VmHWM")  # the peak so far; None once it has exited
         if rss is not None:
             peak = max(peak, rss)
         time.sleep(0.02)
@@ -182,12 +177,69 @@ def _writer_only(messages: list[tuple[str, str]], dsn: str, batch: int) -> dict[
     ]
     writer = PostgresWriter(name="wh", dsn=dsn, pipeline="bench")
     writer.open()
-    started, cpu = time.monotonic(), time.process_time()
-    for item in batches:
-        writer.write(item)
-    result = {"wall": time.monotonic() - started, "cpu": time.process_time() - cpu}
+    with Stopwatch() as watch:
+        for item in batches:
+            writer.write(item)
     writer.close()
-    return result
+    return {"wall": watch.wall, "cpu": watch.cpu}
+
+
+def _compare(args: argparse.Namespace, work: Path, bootstrap: str, pg: PostgresServer) -> None:
+    """Run cdcflow, the loop and the writer alone; print the table of results."""
+    log = generate_changelog(args.events, args.keys, seed=42, with_schema=False)
+    create_topic(bootstrap, TOPIC, partitions=1)
+    t0 = time.monotonic()
+    produce(bootstrap, TOPIC, log.messages)
+    print(
+        f"produced {args.events} events over {args.keys} keys in {time.monotonic() - t0:.1f}s "
+        f"({sum(len(v) for _, v in log.messages) / args.events:.0f} bytes/value)"
+    )
+    dsn = pg.create_database("bench")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    pipeline = kafka_postgres_pipeline(
+        work, "bench", bootstrap, TOPIC, dsn, args.batch, group_id="bench-cdcflow"
+    )
+    cdcflow = _measure(
+        [
+            sys.executable,
+            "-c",
+            "from cdcflow.pipelines.cli import main; main()",
+            "run",
+            str(pipeline),
+            "--until-caught-up",
+        ],
+        env,
+    )
+    loop = _measure(
+        [sys.executable, "-c", LOOP, bootstrap, TOPIC, dsn, str(args.events), str(args.batch)],
+        env,
+    )
+
+    writer_only = _writer_only(log.messages, pg.create_database("bench_writer"), args.batch)
+
+    mine = table_state(dsn, "items")
+    theirs = table_state(dsn, "items_loop")
+    expected = {k: (n, q, p) for k, (n, q, p) in log.final.items()}
+    assert mine == expected, "cdcflow's table differs from the expected state"
+    assert theirs == expected, "the loop's table differs from the expected state"
+
+    inner = next((line for line in cdcflow["stdout"].splitlines() if "finished in" in line), "")
+    print(f"\n{'':<22}{'events/s':>10}{'wall s':>9}{'CPU s':>8}{'peak RSS MB':>13}")
+    for name, result in (("cdcflow (Beam)", cdcflow), ("hand-written loop", loop)):
+        print(
+            f"{name:<22}{args.events / result['wall']:>10.0f}{result['wall']:>9.1f}"
+            f"{result['cpu']:>8.1f}{result['rss_mb']:>13.0f}"
+        )
+    print(f"\ncdcflow / loop rate: {loop['wall'] / cdcflow['wall']:.0%}")
+    print(
+        f"PostgreSQL writer alone (Writer API, decoded events, batches of {args.batch}): "
+        f"{args.events / writer_only['wall']:.0f} events/s, "
+        f"{writer_only['cpu']:.1f} CPU s in this process"
+    )
+    print(f"cdcflow summary: {inner.strip()}")
+    print(f"both tables equal the expected final state ({len(expected)} rows)")
+
 
 
 def main() -> None:
@@ -198,92 +250,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="cdcflow-bench-"))
-    broker, bootstrap = start_broker(work)
-    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="cdcflow-pg-")), work)
-    pg.init()
-    pg.start()
     try:
-        log = generate_changelog(args.events, args.keys, seed=42, with_schema=False)
-        create_topic(bootstrap, TOPIC, partitions=1)
-        t0 = time.monotonic()
-        produce(bootstrap, TOPIC, log.messages)
-        print(
-            f"produced {args.events} events over {args.keys} keys in {time.monotonic() - t0:.1f}s "
-            f"({sum(len(v) for _, v in log.messages) / args.events:.0f} bytes/value)"
-        )
-        dsn = pg.create_database("bench")
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-
-        pipeline = work / "pipeline.yaml"
-        pipeline.write_text(
-            yaml.safe_dump(
-                {
-                    "pipeline": "bench",
-                    "source": {
-                        "type": "kafka",
-                        "bootstrap_servers": bootstrap,
-                        "topics": [TOPIC],
-                        "group_id": "bench-cdcflow",
-                        "start": "earliest",
-                        "max_batch_size": args.batch,
-                    },
-                    "sinks": [{"name": "wh", "type": "postgres", "dsn": dsn}],
-                    "dead_letter": {"type": "file", "path": str(work / "dead.jsonl")},
-                }
-            )
-        )
-        cdcflow = _measure(
-            [
-                sys.executable,
-                "-c",
-                "from cdcflow.pipelines.cli import main; main()",
-                "run",
-                str(pipeline),
-                "--until-caught-up",
-            ],
-            env,
-        )
-        loop = _measure(
-            [sys.executable, "-c", LOOP, bootstrap, TOPIC, dsn, str(args.events), str(args.batch)],
-            env,
-        )
-
-        writer_only = _writer_only(log.messages, pg.create_database("bench_writer"), args.batch)
-
-        import psycopg
-
-        with psycopg.connect(dsn) as conn:
-            mine = {
-                r[0]: (r[1], r[2], r[3])
-                for r in conn.execute("SELECT id, name, qty, price FROM items")
-            }
-            theirs = {
-                r[0]: (r[1], r[2], r[3])
-                for r in conn.execute("SELECT id, name, qty, price FROM items_loop")
-            }
-        expected = {k: (n, q, p) for k, (n, q, p) in log.final.items()}
-        assert mine == expected, "cdcflow's table differs from the expected state"
-        assert theirs == expected, "the loop's table differs from the expected state"
-
-        inner = next((line for line in cdcflow["stdout"].splitlines() if "finished in" in line), "")
-        print(f"\n{'':<22}{'events/s':>10}{'wall s':>9}{'CPU s':>8}{'peak RSS MB':>13}")
-        for name, result in (("cdcflow (Beam)", cdcflow), ("hand-written loop", loop)):
-            print(
-                f"{name:<22}{args.events / result['wall']:>10.0f}{result['wall']:>9.1f}"
-                f"{result['cpu']:>8.1f}{result['rss_mb']:>13.0f}"
-            )
-        print(f"\ncdcflow / loop rate: {loop['wall'] / cdcflow['wall']:.0%}")
-        print(
-            f"PostgreSQL writer alone (Writer API, decoded events, batches of {args.batch}): "
-            f"{args.events / writer_only['wall']:.0f} events/s, "
-            f"{writer_only['cpu']:.1f} CPU s in this process"
-        )
-        print(f"cdcflow summary: {inner.strip()}")
-        print(f"both tables equal the expected final state ({len(expected)} rows)")
+        with kafka_and_postgres(work) as (bootstrap, pg):
+            _compare(args, work, bootstrap, pg)
     finally:
-        pg.stop()
-        pg.remove()
-        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -24,14 +24,14 @@ import argparse
 import datetime as dt
 import gc
 import random
-import resource
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness import Stopwatch, peak_rss_mb
 
 from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId
 from cdcflow.transforms.redact import RedactConfig, RedactStep
@@ -121,19 +121,16 @@ def run(name: str, events: list[ChangeEvent], batch_size: int) -> tuple[float, f
         for i in range(0, len(events), batch_size)
     ]
     step.process(batches[0])  # warm the plan caches
-    gc.collect()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
     out = 0
     dead = 0
-    for batch in batches:
-        result = step.process(batch)
-        out += len(result.batch.events)
-        dead += len(result.dead_letters)
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
+    with Stopwatch(collect=True) as watch:
+        for batch in batches:
+            result = step.process(batch)
+            out += len(result.batch.events)
+            dead += len(result.dead_letters)
     assert out + dead == len(events), (out, dead)
     assert dead == 0, f"{dead} dead letters"
-    return len(events) / wall, cpu
+    return len(events) / watch.wall, watch.cpu
 
 
 def main() -> None:
@@ -153,7 +150,7 @@ def main() -> None:
         runs = sorted((run(name, events, args.batch) for _ in range(args.repeat)),
                       key=lambda r: r[1])
         rate, cpu = runs[len(runs) // 2]
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_mb = peak_rss_mb()
         print(
             f"  {name:14s} {args.events / cpu:>10,.0f} events/s per CPU-second "
             f"({rate:,.0f}/s wall)   CPU {cpu:5.2f} s   peak RSS {rss_mb:5.0f} MB"
