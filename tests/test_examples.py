@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.console import REPO, run_cdcflow
+
 EXAMPLES = sorted(p.parent for p in (REPO / "examples").glob("*/pipeline.yaml"))
 EMBEDDED = {("source", "file"), ("sink", "sqlite"), ("sink", "null"), ("dead_letter", "file")}
 
@@ -44,23 +43,6 @@ RUNNABLE = [e for e in EXAMPLES if _self_contained(e)]
 NEEDS_SERVERS = [e for e in EXAMPLES if not _self_contained(e)]
 
 
-def _cdcflow() -> Path:
-    for candidate in (REPO / ".venv" / "bin" / "cdcflow", Path(sys.executable).parent / "cdcflow"):
-        if candidate.exists():
-            return candidate
-    raise AssertionError("the cdcflow console script is not installed in .venv")
-
-
-def _run(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(_cdcflow()), "run", "pipeline.yaml"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def test_examples_exist() -> None:
     assert EXAMPLES, "no examples/*/pipeline.yaml found"
     assert REPO / "examples" / "quickstart" in RUNNABLE
@@ -69,15 +51,10 @@ def test_examples_exist() -> None:
 @pytest.mark.parametrize("example", RUNNABLE, ids=[e.name for e in RUNNABLE])
 def test_self_contained_example_runs(example: Path, example_copy: Callable[[str], Path]) -> None:
     directory = example_copy(example.name)
-    validated = subprocess.run(
-        [str(_cdcflow()), "validate", "pipeline.yaml"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-    )
+    validated = run_cdcflow(directory, "validate", timeout=600)
     assert validated.returncode == 0, validated.stderr
 
-    result = _run(directory)
+    result = run_cdcflow(directory, timeout=600)
     assert result.returncode == 0, result.stderr
     sinks = [item for kind, item in _components(example) if kind == "sink"]
     for sink in sinks:
@@ -97,7 +74,7 @@ def test_self_contained_example_runs(example: Path, example_copy: Callable[[str]
             conn.close()
             assert counts and all(n > 0 for n in counts.values()), counts
 
-    again = _run(directory)
+    again = run_cdcflow(directory, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "records read: 0" in again.stdout
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from cdcflow.schemas.model import (
     TableId,
     TableSchema,
 )
+from tests.console import sqlite_dump, sqlite_rows
 
 ORDERS = TableId("shop", "public", "orders")
 ARTICLES = TableId("shop", "public", "articles")
@@ -74,29 +76,13 @@ def writer(db: Path):
 
 
 def rows(db: Path, table: str, order: str = "id") -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY {order}')]
-    finally:
-        conn.close()
-
-
-def dump(db: Path) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
+    return sqlite_rows(db, table, order)
 
 
 def columns(db: Path, table: str) -> dict[str, tuple[str, int]]:
     """Column name -> (declared type, primary-key position)."""
-    conn = sqlite3.connect(db)
-    try:
+    with closing(sqlite3.connect(db)) as conn:
         return {r[1]: (r[2], r[5]) for r in conn.execute(f'PRAGMA table_info("{table}")')}
-    finally:
-        conn.close()
 
 
 # -- upserts and deletes ---------------------------------------------------------------------
@@ -157,36 +143,18 @@ def test_delete_then_recreate(writer: SqliteWriter, db: Path) -> None:
 
 def test_composite_key(writer: SqliteWriter, db: Path) -> None:
     lines = TableId("shop", "public", "order_lines")
+
+    def line(op: str, offset: int, number: int, q: int) -> ChangeEvent:
+        """An event of line ``number`` of order 1 (the row image in ``before`` for deletes)."""
+        key = {"order_id": 1, "line": number}
+        image = {**key, "q": q}
+        if op == "d":
+            return ev(op, offset, table=lines, key=key, before=image)
+        return ev(op, offset, table=lines, key=key, after=image)
+
     writer.write(
         batch(
-            ev(
-                "c",
-                0,
-                table=lines,
-                key={"order_id": 1, "line": 1},
-                after={"order_id": 1, "line": 1, "q": 2},
-            ),
-            ev(
-                "c",
-                1,
-                table=lines,
-                key={"order_id": 1, "line": 2},
-                after={"order_id": 1, "line": 2, "q": 1},
-            ),
-            ev(
-                "u",
-                2,
-                table=lines,
-                key={"order_id": 1, "line": 1},
-                after={"order_id": 1, "line": 1, "q": 5},
-            ),
-            ev(
-                "d",
-                3,
-                table=lines,
-                key={"order_id": 1, "line": 2},
-                before={"order_id": 1, "line": 2, "q": 1},
-            ),
+            line("c", 0, 1, q=2), line("c", 1, 2, q=1), line("u", 2, 1, q=5), line("d", 3, 2, q=1)
         )
     )
     assert columns(db, "order_lines")["order_id"][1] == 1
@@ -483,10 +451,10 @@ def test_replaying_a_batch_changes_nothing(writer: SqliteWriter, db: Path) -> No
     second = batch(ev("d", 3, before={"id": 2, "s": "c"}), ev("u", 4, after={"id": 1, "s": "z"}))
     writer.write(first)
     writer.write(second)
-    before = dump(db)
+    before = sqlite_dump(db)
     assert writer.write(first) == []
     assert writer.write(second) == []
-    assert dump(db) == before
+    assert sqlite_dump(db) == before
     assert rows(db, "orders") == [{"id": 1, "s": "z"}]
 
 
@@ -496,13 +464,13 @@ def test_replay_after_reopen_changes_nothing(db: Path) -> None:
     writer.write(the_batch)
     writer.write(batch(ev("u", 2, after={"id": 1, "s": "latest"})))
     writer.close()
-    before = dump(db)
+    before = sqlite_dump(db)
     again = SqliteWriter(name="mirror", path=db, pipeline="shop")
     again.open()
     assert again.committed_positions() == {("topic", "0"): 2}
     assert again.write(the_batch) == []
     again.close()
-    assert dump(db) == before
+    assert sqlite_dump(db) == before
 
 
 def test_overlapping_batch_applies_only_newer_events(writer: SqliteWriter, db: Path) -> None:
@@ -562,7 +530,7 @@ def test_failed_batch_rolls_back_rows_and_position(
     writer: SqliteWriter, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer.write(batch(ev("c", 0, after={"id": 1, "s": "a"})))
-    before = dump(db)
+    before = sqlite_dump(db)
     original = SqliteWriter._apply
 
     def apply_then_fail(self: SqliteWriter, conn: sqlite3.Connection, events: Any) -> Any:
@@ -574,7 +542,7 @@ def test_failed_batch_rolls_back_rows_and_position(
         writer.write(
             batch(ev("u", 1, after={"id": 1, "s": "b", "new_col": 1}), ev("c", 2, after={"id": 2}))
         )
-    assert dump(db) == before
+    assert sqlite_dump(db) == before
     assert writer.committed_positions() == {("topic", "0"): 0}
     monkeypatch.undo()
     writer.write(batch(ev("u", 1, after={"id": 1, "s": "b", "new_col": 1})))

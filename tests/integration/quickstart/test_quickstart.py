@@ -14,16 +14,16 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.console import REPO, run_cdcflow, sqlite_dump, sqlite_rows
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "quickstart"
 CHANGELOG = "shop-changelog.jsonl"
 BROKEN_LINE = 16  # 0-based: the order 1004 message cut off mid-value
@@ -83,14 +83,6 @@ ORDERS = [
 ]
 
 
-def _cdcflow() -> Path:
-    """The console script ``make quickstart`` uses (``.venv/bin/cdcflow``)."""
-    for candidate in (REPO / ".venv" / "bin" / "cdcflow", Path(sys.executable).parent / "cdcflow"):
-        if candidate.exists():
-            return candidate
-    raise AssertionError("the cdcflow console script is not installed in .venv")
-
-
 def _changelog_line(directory: Path, index: int) -> tuple[bytes, bytes]:
     """The key and value bytes of a 0-based line of the changelog."""
     line = (directory / CHANGELOG).read_bytes().split(b"\n")[index]
@@ -98,21 +90,8 @@ def _changelog_line(directory: Path, index: int) -> tuple[bytes, bytes]:
     return key, value
 
 
-def _rows(db: Path, table: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY 1')]
-    finally:
-        conn.close()
-
-
 def _dump(db: Path, *, with_timestamps: bool = True) -> list[str]:
-    conn = sqlite3.connect(db)
-    try:
-        lines = list(conn.iterdump())
-    finally:
-        conn.close()
+    lines = sqlite_dump(db)
     if not with_timestamps:
         # cdcflow_offsets.updated_at is the only column that depends on when the run happened
         lines = [
@@ -136,21 +115,11 @@ class Run:
         return self.directory / "output" / "dead-letters.jsonl"
 
 
-def _run(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(_cdcflow()), "run", "pipeline.yaml"],
-        cwd=directory,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 @pytest.fixture(scope="module")
 def first(tmp_path_factory: pytest.TempPathFactory) -> Run:
     directory = tmp_path_factory.mktemp("quickstart") / "quickstart"
     shutil.copytree(EXAMPLE, directory, ignore=shutil.ignore_patterns("output"))
-    result = _run(directory)
+    result = run_cdcflow(directory)
     assert result.returncode == 0, result.stderr
     return Run(directory, result)
 
@@ -160,21 +129,21 @@ def second(first: Run) -> tuple[Run, list[str], bytes]:
     """Run again in the same directory; return it with the state captured before it."""
     before_dump = _dump(first.db)
     before_letters = first.dead_letters.read_bytes()
-    result = _run(first.directory)
+    result = run_cdcflow(first.directory)
     assert result.returncode == 0, result.stderr
     return Run(first.directory, result), before_dump, before_letters
 
 
 def test_customers(first: Run) -> None:
-    assert _rows(first.db, "customers") == CUSTOMERS
+    assert sqlite_rows(first.db, "customers") == CUSTOMERS
 
 
 def test_products(first: Run) -> None:
-    assert _rows(first.db, "products") == PRODUCTS
+    assert sqlite_rows(first.db, "products") == PRODUCTS
 
 
 def test_orders(first: Run) -> None:
-    assert _rows(first.db, "orders") == ORDERS
+    assert sqlite_rows(first.db, "orders") == ORDERS
 
 
 def test_article_body_survives_the_toast_update(first: Run) -> None:
@@ -183,7 +152,7 @@ def test_article_body_survives_the_toast_update(first: Run) -> None:
     original_body = message.get("payload", message)["after"]["body"]
     _, updated = _changelog_line(first.directory, 11)
     assert b"__debezium_unavailable_value" in updated
-    assert _rows(first.db, "articles") == [
+    assert sqlite_rows(first.db, "articles") == [
         {"id": 500, "title": "Choosing a keyboard", "body": original_body, "published": 1}
     ]
     assert original_body.startswith("Switch types, layouts and keycaps explained.")
@@ -239,7 +208,7 @@ def test_second_run_reads_nothing_and_changes_nothing(second: tuple[Run, list[st
     assert "records read: 0" in run.result.stdout
     assert "customers: 2 rows" in run.result.stdout
     assert "dead letters: 1 in " in run.result.stdout
-    assert _rows(run.db, "customers") == CUSTOMERS
+    assert sqlite_rows(run.db, "customers") == CUSTOMERS
 
 
 def test_beam_runner_in_process_gives_the_same_database(first: Run, example_copy: Any) -> None:
@@ -307,5 +276,5 @@ def test_rows_the_sink_rejects_reach_the_dead_letter_file(example_copy: Any) -> 
     rejected = letters[1]
     assert "datatype mismatch" in rejected["reason"]
     assert rejected["event"]["after"] == {"id": "A-77", "customer_id": 1, "status": "placed"}
-    orders = _rows(directory / "output" / "shop.sqlite", "orders")
+    orders = sqlite_rows(directory / "output" / "shop.sqlite", "orders")
     assert [o["id"] for o in orders] == [1001, 1003, 1005]

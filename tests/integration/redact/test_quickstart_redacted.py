@@ -17,15 +17,15 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.console import REPO, run_cdcflow, sqlite_rows
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "examples" / "quickstart-redacted"
 KEY = "integration-test-key-7f3a9c21d4"
 SALT = "integration-test-salt-5b8e0f63a2"
@@ -50,32 +50,16 @@ ORIGINALS = [
 ]
 
 
-def _cdcflow() -> Path:
-    for candidate in (REPO / ".venv" / "bin" / "cdcflow", Path(sys.executable).parent / "cdcflow"):
-        if candidate.exists():
-            return candidate
-    raise AssertionError("the cdcflow console script is not installed")
-
-
-def _run(directory: Path, key: str = KEY, salt: str = SALT) -> subprocess.CompletedProcess[str]:
+def _run(
+    directory: Path, key: str = KEY, salt: str = SALT, command: str = "run"
+) -> subprocess.CompletedProcess[str]:
+    """``cdcflow <command>`` of the copied example with ``key`` and ``salt`` in the environment."""
     env = {**os.environ, "REDACT_KEY": key, "REDACT_SALT": salt}
-    return subprocess.run(
-        [str(_cdcflow()), "run", "pipeline.yaml"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cdcflow(directory, command, env=env, timeout=300 if command == "run" else 120)
 
 
 def _rows(db: Path, table: str) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY id')]
-    finally:
-        conn.close()
+    return sqlite_rows(db, table, order="id")
 
 
 def _token(value: str, key: str = KEY) -> str:
@@ -175,27 +159,15 @@ def test_another_key_gives_other_tokens(tmp_path: Path) -> None:
     assert ada["phone"] == _token("+44 20 7946 0018", other) != _token("+44 20 7946 0018")
 
 
-def _validate(directory: Path, key: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "REDACT_KEY": key, "REDACT_SALT": SALT}
-    return subprocess.run(
-        [str(_cdcflow()), "validate", "pipeline.yaml"],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_validate_never_prints_the_secrets(
     ran: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     directory, _ = ran
-    good = _validate(directory, KEY)
+    good = _run(directory, KEY, command="validate")
     assert good.returncode == 0, good.stderr
     assert KEY not in good.stdout + good.stderr and SALT not in good.stdout + good.stderr
     short = "tooShort-7c1e"
-    bad = _validate(directory, short)
+    bad = _run(directory, short, command="validate")
     assert bad.returncode == 2
     assert "key must be at least 16 characters" in bad.stdout + bad.stderr
     assert short not in bad.stdout + bad.stderr
