@@ -113,9 +113,11 @@ def order_row(ident: int, **values: Any) -> dict[str, Any]:
     return row
 
 
-def without_note(ident: int, **values: Any) -> dict[str, Any]:
-    """:func:`order_row` without ``note``: a TOASTed column the source did not send."""
-    return {k: v for k, v in order_row(ident, **values).items() if k != "note"}
+def note_unsent(op: str, offset: int, ident: int, **values: Any) -> ChangeEvent:
+    """A ``c``/``u`` event of order ``ident`` without ``note``: a TOASTed column the source
+    did not send (named in ``unavailable``)."""
+    row = {k: v for k, v in order_row(ident, **values).items() if k != "note"}
+    return event(op, offset, ident, after=row, unavailable=["note"])
 
 
 def opening_orders() -> list[ChangeEvent]:

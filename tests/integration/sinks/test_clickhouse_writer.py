@@ -20,9 +20,9 @@ from tests.integration.sinks.events import (
     ORDERS,
     batch,
     event,
+    note_unsent,
     opening_orders,
     order_row,
-    without_note,
 )
 from tests.servers.clickhouse import ClickHouseServer
 
@@ -51,29 +51,11 @@ def test_replacing_merge_tree_mirror_with_view_unavailable_columns_and_replay(
     w = _writer(ch_database)
     first = opening_orders()
     second = [
-        event(
-            "u",
-            4,
-            1,
-            after=without_note(1, qty=6),
-            unavailable=["note"],
-        ),
+        note_unsent("u", 4, 1, qty=6),
         event("d", 5, 2, before=order_row(2)),
         event("d", 6, 3, before=order_row(3)),
-        event(
-            "c",
-            7,
-            3,
-            after=without_note(3, qty=33),
-            unavailable=["note"],
-        ),
-        event(
-            "u",
-            8,
-            3,
-            after=without_note(3, qty=34),
-            unavailable=["note"],
-        ),
+        note_unsent("c", 7, 3, qty=33),
+        note_unsent("u", 8, 3, qty=34),
     ]
     try:
         assert w.write(batch(first)) == []

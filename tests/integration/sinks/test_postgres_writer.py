@@ -19,9 +19,9 @@ from tests.integration.sinks.events import (
     ORDERS,
     batch,
     event,
+    note_unsent,
     opening_orders,
     order_row,
-    without_note,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,23 +48,11 @@ def test_upsert_mirror_with_types_unavailable_columns_and_replay(pg_database: st
         assert w.write(batch(first)) == []
         second = [
             # note is a TOASTed column the source did not send: keep the stored value
-            event(
-                "u",
-                4,
-                1,
-                after=without_note(1, qty=6),
-                unavailable=["note"],
-            ),
+            note_unsent("u", 4, 1, qty=6),
             event("d", 5, 2, before=order_row(2)),
             # delete then re-create inside one batch: the unavailable column starts empty
             event("d", 6, 3, before=order_row(3)),
-            event(
-                "c",
-                7,
-                3,
-                after=without_note(3, qty=33),
-                unavailable=["note"],
-            ),
+            note_unsent("c", 7, 3, qty=33),
         ]
         assert w.write(batch(second)) == []
         # replaying both batches (a restart from an older position) changes nothing
