@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import apache_beam as beam
 import msgspec
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.metrics import Counters, flat_name
@@ -54,6 +58,7 @@ class ReadFromSource(beam.PTransform):  # type: ignore[misc]
         self.start_offsets = dict(start_offsets or {})
 
     def expand(self, pbegin: Any) -> Any:
+        """One ``RawBatch`` element per read batch of every partition."""
         return (
             pbegin
             | "Partitions" >> beam.Create(self.source.partitions())
@@ -104,23 +109,90 @@ class _StepFn(beam.DoFn):  # type: ignore[misc]
         self.step.teardown()
 
 
+class _AheadStepFn(_StepFn):
+    """Runs the step on a background thread, one batch ahead of the rest of the stage.
+
+    ``process(batch N)`` hands batch N to the thread and emits the result of batch N-1, so
+    the step works on N while the sinks downstream (same fused stage, same thread as this
+    call) write N-1: a sink waiting for its server releases the GIL and the step runs in
+    that time. Batches keep their order (one worker thread), the last one is emitted in
+    ``finish_bundle``, so a bundle (and the commit its finalization triggers) still
+    covers every batch written. Main output only (``carry=True``); the step's counters are
+    updated on the bundle's thread.
+    """
+
+    def __init__(self, step: Any) -> None:
+        super().__init__(step, carry=True)
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cdcflow-ahead")
+
+    def start_bundle(self) -> None:
+        self._pending = None
+
+    def _take(self) -> EventBatch | None:
+        """The finished result of the batch in flight (None when there is none)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        result = pending.result()  # re-raises the step's exception here
+        out: EventBatch = result.batch
+        self.events.inc(len(out.events))
+        if result.dead_letters:
+            self.dead.inc(len(result.dead_letters))
+            out = msgspec.structs.replace(
+                out, dead_letters=[*out.dead_letters, *result.dead_letters]
+            )
+        export_counters(getattr(self.step, "metrics", None))
+        return out
+
+    def process(self, batch: Any) -> Iterator[Any]:
+        assert self._executor is not None
+        previous = self._take()
+        self._pending = self._executor.submit(self.step.process, batch)
+        if previous is not None:
+            yield previous
+
+    def finish_bundle(self) -> Iterator[Any]:
+        last = self._take()
+        if last is not None:
+            yield WindowedValue(last, MIN_TIMESTAMP, (GlobalWindow(),))
+
+    def teardown(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        super().teardown()
+
+
 class ApplyStep(beam.PTransform):  # type: ignore[misc]
     """Apply an engine-neutral step (``process(batch) -> StepResult``) to batches.
 
     Returns outputs ``events`` (batches) and ``dead_letters`` (``DeadLetter`` elements); with
     ``carry=True`` dead letters stay inside each batch (``EventBatch.dead_letters``) and the
-    ``dead_letters`` output is empty.
+    ``dead_letters`` output is empty. ``ahead=True`` (needs ``carry``) runs the step on a
+    background thread one batch ahead of the sinks (see ``_AheadStepFn``): use it for a
+    CPU-heavy step such as decoding, in front of sinks that wait for a server.
     """
 
-    def __init__(self, step: Any, carry: bool = False) -> None:
+    def __init__(self, step: Any, carry: bool = False, ahead: bool = False) -> None:
         super().__init__()
+        if ahead and not carry:
+            raise ValueError("ahead=True needs carry=True (dead letters inside the batches)")
         self.step = step
         self.carry = carry
+        self.ahead = ahead
 
     def expand(self, pcoll: Any) -> Any:
-        return pcoll | beam.ParDo(_StepFn(self.step, self.carry)).with_outputs(
-            DEAD_LETTERS, main=EVENTS
-        )
+        """Apply the step; outputs ``events`` and ``dead_letters``."""
+        fn = _AheadStepFn(self.step) if self.ahead else _StepFn(self.step, self.carry)
+        return pcoll | beam.ParDo(fn).with_outputs(DEAD_LETTERS, main=EVENTS)
 
 
 class _StoreDeadLettersFn(beam.DoFn):  # type: ignore[misc]
@@ -163,6 +235,7 @@ class StoreDeadLetters(beam.PTransform):  # type: ignore[misc]
         self.writer = writer
 
     def expand(self, pcoll: Any) -> Any:
+        """Store each batch's dead letters; output the batches."""
         return pcoll | beam.ParDo(_StoreDeadLettersFn(self.writer))
 
 
@@ -201,6 +274,7 @@ class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
         self.writer = writer
 
     def expand(self, pcoll: Any) -> Any:
+        """Write the dead letters, a bundle at a time."""
         return pcoll | beam.ParDo(_WriteDeadLettersFn(self.writer))
 
 
@@ -255,4 +329,5 @@ class WriteTo(beam.PTransform):  # type: ignore[misc]
         self.dead_letters = dead_letters
 
     def expand(self, pcoll: Any) -> Any:
+        """Write each batch; output the rows the writer rejected."""
         return pcoll | beam.ParDo(_WriteFn(self.writer, self.dead_letters))

@@ -459,7 +459,9 @@ class KafkaSource(Source):
             waiting = set(parts)
             deadline = time.monotonic() + timeout
             while waiting and time.monotonic() < deadline:
-                for message in consumer.consume(10_000, 0.2):
+                # As many as the partitions still waiting: returns as soon as their ends are
+                # seen (asking for more would always wait the whole timeout).
+                for message in consumer.consume(len(waiting), 0.2):
                     key = (message.topic(), message.partition())
                     error = message.error()
                     if error is not None and error.code() != eof_code:

@@ -108,7 +108,8 @@ def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) ->
     coders.register()
     raw = _read(pipeline, plan, until_caught_up)
     raw.element_type = RawBatch
-    batches = (raw | "Decode" >> ApplyStep(plan.decode, carry=True))[EVENTS]
+    # Decoding runs one batch ahead on its own thread, overlapping the sinks' server waits.
+    batches = (raw | "Decode" >> ApplyStep(plan.decode, carry=True, ahead=True))[EVENTS]
     # Declared element types select the batch coders: Beam samples element sizes on every
     # PCollection, and for untyped elements that means pickling whole batches.
     batches.element_type = EventBatch
@@ -151,20 +152,30 @@ def _stop_on_signals(enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+#: The interpreter's thread switch interval while a pipeline runs (seconds; Python's is 0.005).
+SWITCH_INTERVAL_S = 0.001
+
+
 @contextmanager
 def _gc_tuned() -> Iterator[None]:
-    """Less garbage-collector work while batches flow (about 7% less CPU, measured).
+    """Interpreter settings for running batches; all restored afterwards.
 
-    The pipeline's long-lived objects are frozen out of the collector's view and the
-    youngest generation is collected less often; both are restored afterwards.
+    Less garbage-collector work (about 7% less CPU, measured): the pipeline's long-lived
+    objects are frozen out of the collector's view and the youngest generation is collected
+    less often. A shorter thread switch interval: decoding runs on its own thread (see
+    ``ApplyStep(ahead=True)``), and a sink whose server has answered should get the GIL back
+    within 1 ms rather than 5 (measured: PostgreSQL upsert benchmark 4.6 s -> 4.1 s).
     """
     threshold = gc.get_threshold()
+    switch = sys.getswitchinterval()
     gc.collect()
     gc.freeze()
     gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
+    sys.setswitchinterval(min(switch, SWITCH_INTERVAL_S))
     try:
         yield
     finally:
+        sys.setswitchinterval(switch)
         gc.set_threshold(*threshold)
         gc.unfreeze()
 
