@@ -291,11 +291,15 @@ def _normalise_snapshot(value: Any) -> str | None:
     return str(value).lower()
 
 
-def _source_info(source: Any) -> SourceInfo:
-    """Normalise a ``source`` block; every field that is not a common one goes to ``native``."""
+def _source_info(source: Any, owned: bool = False) -> SourceInfo:
+    """Normalise a ``source`` block; every field that is not a common one goes to ``native``.
+
+    ``owned``: the block was parsed for this call only, so it becomes ``native`` itself
+    (its common fields popped) instead of being copied.
+    """
     if type(source) is not dict:
         return SourceInfo()
-    native = source.copy()
+    native = source if owned else source.copy()
     pop = native.pop
     ts_ms = pop("ts_ms", None)
     table = pop("table", None)
@@ -364,6 +368,10 @@ class DebeziumJsonDecoder:
         self._table_ids: dict[tuple[str | None, str | None, str], TableId] = {}
         self._maybe_unavailable = True
         self._last_compiled: _CompiledSchema | None = None
+        # True while interpreting a payload this decoder parsed itself (its dicts may be
+        # reused in place); False for payloads handed in by other codecs. Set by every
+        # entry point (decode, decode_payload) before interpreting.
+        self._owned = False
 
     # -- public API -----------------------------------------------------------------------
 
@@ -416,7 +424,10 @@ class DebeziumJsonDecoder:
                     compiled = self._compile(wrapped.schema)
                 scan_from = len(wrapped.schema)
         if payload is _UNPARSED:
-            payload = self._parse(value)
+            try:
+                payload = _any_decoder.decode(value)
+            except msgspec.DecodeError:
+                payload = self._parse(value)  # raises the reason (or: whitespace, a tombstone)
             if payload is None:
                 return self._tombstone(position, decoded_key, topic)
             if type(payload) is dict and len(payload) == 2 and payload.keys() == _WRAPPER_KEYS:
@@ -438,6 +449,7 @@ class DebeziumJsonDecoder:
             value.find(_PLACEHOLDER_BYTES, scan_from) >= 0
             or value.find(_PLACEHOLDER_B64_BYTES, scan_from) >= 0
         )
+        self._owned = True
         return self._interpret(payload, compiled, position, decoded_key, topic)
 
     @staticmethod
@@ -515,6 +527,7 @@ class DebeziumJsonDecoder:
         """
         compiled = None
         self._maybe_unavailable = True
+        self._owned = False
         if table_schema is not None or is_envelope is not None:
             envelope = is_envelope if is_envelope is not None else "op" in payload
             compiled = _CompiledSchema(
@@ -627,10 +640,10 @@ class DebeziumJsonDecoder:
         topic: str | None,
     ) -> ChangeEvent:
         op_code = payload.get("op")
-        op = _OPS.get(op_code) if isinstance(op_code, str) else None
+        op = _OPS.get(op_code) if type(op_code) is str else None
         if op is None:
             raise DecodeError(f"unknown op {op_code!r}: expected one of c, u, d, r, t")
-        source = _source_info(payload.get("source"))
+        source = _source_info(payload.get("source"), owned=self._owned)
         before = payload.get("before")
         after = payload.get("after")
         is_mongo = (
@@ -692,7 +705,7 @@ class DebeziumJsonDecoder:
             after=after,
             unavailable=unavailable,
             source=source,
-            ts_ms=_as_int_or_none(payload.get("ts_ms")),
+            ts_ms=ts_ms if type(ts_ms := payload.get("ts_ms")) is int else None,
             transaction=transaction,
             schema=table_schema,
             meta=meta,
