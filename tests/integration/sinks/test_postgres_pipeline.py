@@ -110,24 +110,20 @@ def test_fan_out_resumes_from_the_lowest_position_and_each_sink_skips(
     tmp_path: Path, pg_database: str
 ) -> None:
     log = generate_changelog(2400, 300, seed=5)
-    a_mirror = {"name": "a", "type": "postgres", "dsn": pg_database, "schema": "a"}
-    a_history = {
-        "name": "a_hist",
-        "type": "postgres",
-        "dsn": pg_database,
-        "schema": "a",
-        "mode": "append",
-        "table_map": {"shop.public.items": "history"},
-    }
-    b_mirror = {"name": "b", "type": "postgres", "dsn": pg_database, "schema": "b"}
-    b_history = {
-        "name": "b_hist",
-        "type": "postgres",
-        "dsn": pg_database,
-        "schema": "b",
-        "mode": "append",
-        "table_map": {"shop.public.items": "history"},
-    }
+
+    def mirror(schema: str) -> dict[str, Any]:
+        return {"name": schema, "type": "postgres", "dsn": pg_database, "schema": schema}
+
+    def history(schema: str) -> dict[str, Any]:
+        """An append-mode sink ``<schema>_hist`` into ``<schema>.history``."""
+        return {
+            **mirror(schema),
+            "name": f"{schema}_hist",
+            "mode": "append",
+            "table_map": {"shop.public.items": "history"},
+        }
+
+    a_mirror, a_history, b_mirror, b_history = mirror("a"), history("a"), mirror("b"), history("b")
     # 1. every sink writes the first 600 events
     _write(tmp_path, log, 600)
     run = run_cli("run", str(_pipeline(tmp_path, [a_mirror, a_history, b_mirror, b_history])))
