@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import threading
 from pathlib import Path
 
@@ -39,6 +40,26 @@ def _submit(venv: FlinkVenv, cluster: FlinkCluster, pipeline: Path, *extra: str)
     return job_id
 
 
+def _cancel(
+    venv: FlinkVenv, cluster: FlinkCluster, job_id: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return cdcflow(venv, "cancel", job_id, *extra, "--flink-master", cluster.master)
+
+
+def _wait_for_mirror(
+    dsn: str, expected: dict[int, tuple[int, str]], events: int, cluster: FlinkCluster, job_id: str,
+    timeout: float = 120,
+) -> None:
+    """Wait until the mirror equals ``expected`` and the history holds ``events`` rows."""
+    wait_for(
+        lambda: mirror_state(dsn) == expected and history_count(dsn) >= events,
+        timeout,
+        lambda: f"history {history_count(dsn)} of {events}; mirror {len(mirror_state(dsn))} of "
+        f"{len(expected)} rows; job {_job_state(cluster, job_id)}",
+    )
+    assert history_count(dsn) == events
+
+
 def _no_duplicates(dsn: str) -> None:
     (total, distinct), = query(
         dsn,
@@ -63,13 +84,7 @@ def test_submit_debezium_topic_into_postgres_then_upgrade_through_savepoint(
         flink_venv,
     )
     job_id = _submit(flink_venv, flink_cluster, pipeline)
-    expected = expected_state(first)
-    wait_for(
-        lambda: mirror_state(pg_database) == expected and history_count(pg_database) == 120,
-        120,
-        lambda: f"mirror has {len(mirror_state(pg_database))} rows, history "
-        f"{history_count(pg_database)}; job {_job_state(flink_cluster, job_id)}",
-    )
+    _wait_for_mirror(pg_database, expected_state(first), 120, flink_cluster, job_id)
     listed = cdcflow(flink_venv, "jobs", "--flink-master", flink_cluster.master)
     assert listed.returncode == 0 and job_id in listed.stdout and "RUNNING" in listed.stdout
     status = cdcflow(flink_venv, "status", job_id, "--flink-master", flink_cluster.master)
@@ -77,29 +92,27 @@ def test_submit_debezium_topic_into_postgres_then_upgrade_through_savepoint(
 
     # Upgrade: cancel with a savepoint, more changes arrive, resubmit from the savepoint.
     savepoints = tmp_path / "savepoints"
-    cancelled = cdcflow(
-        flink_venv, "cancel", job_id, "--savepoint", savepoints.as_uri(),
-        "--flink-master", flink_cluster.master,
-    )
+    cancelled = _cancel(flink_venv, flink_cluster, job_id, "--savepoint", savepoints.as_uri())
     assert cancelled.returncode == 0, cancelled.stderr[-2000:]
     assert "savepoint:" in cancelled.stdout
     location = cancelled.stdout.split("savepoint:", 1)[1].strip()
-    assert _job_state(flink_cluster, job_id) == "CANCELED"
+    # The savepoint completes before the job has left CANCELLING.
+    wait_for(
+        lambda: _job_state(flink_cluster, job_id) == "CANCELED",
+        60,
+        lambda: f"job {_job_state(flink_cluster, job_id)} after cancel",
+    )
     second = change_stream(60, keys=30, start=120)
     produce_changes(kafka_broker, topic_name, second)
     upgraded = _submit(flink_venv, flink_cluster, pipeline, "--from-savepoint", location)
-    expected = expected_state(first + second)
     try:
-        wait_for(
-            lambda: mirror_state(pg_database) == expected and history_count(pg_database) == 180,
-            120,
-            lambda: f"history {history_count(pg_database)} of 180; "
-            f"job {_job_state(flink_cluster, upgraded)}",
+        _wait_for_mirror(
+            pg_database, expected_state(first + second), 180, flink_cluster, upgraded
         )
         _no_duplicates(pg_database)
         assert not (tmp_path / "dead-letters.jsonl").exists()
     finally:
-        cdcflow(flink_venv, "cancel", upgraded, "--flink-master", flink_cluster.master)
+        _cancel(flink_venv, flink_cluster, upgraded)
 
 
 def test_taskmanager_killed_mid_run_recovers_from_checkpoint_exactly(
@@ -142,22 +155,16 @@ def test_taskmanager_killed_mid_run_recovers_from_checkpoint_exactly(
     finally:
         producer.join(timeout=120)
     assert written_at_kill < 600
-    expected = expected_state(changes)
     try:
-        wait_for(
-            lambda: mirror_state(pg_database) == expected and history_count(pg_database) >= 600,
-            180,
-            lambda: f"history {history_count(pg_database)} of 600; mirror "
-            f"{len(mirror_state(pg_database))} of {len(expected)} rows; job "
-            f"{_job_state(flink_cluster, job_id)}",
+        _wait_for_mirror(
+            pg_database, expected_state(changes), 600, flink_cluster, job_id, timeout=180
         )
         checkpoints = flink_cluster.rest(f"/jobs/{job_id}/checkpoints")
         assert checkpoints["counts"]["restored"] >= 1, checkpoints["counts"]
-        assert history_count(pg_database) == 600
         _no_duplicates(pg_database)
         assert _job_state(flink_cluster, job_id) == "RUNNING"
     finally:
-        cdcflow(flink_venv, "cancel", job_id, "--flink-master", flink_cluster.master)
+        _cancel(flink_venv, flink_cluster, job_id)
 
 
 @pytest.mark.parametrize(
@@ -216,8 +223,6 @@ def test_flink_run_entry_module_on_the_cluster(
     tmp_path: Path,
 ) -> None:
     # The path the Kubernetes operator and `flink run` take: Flink starts the Python driver.
-    import subprocess
-
     create_topic(kafka_broker, topic_name, partitions=1)
     changes = change_stream(50, keys=10)
     produce_changes(kafka_broker, topic_name, changes)
@@ -241,12 +246,6 @@ def test_flink_run_entry_module_on_the_cluster(
     assert match, result.stdout[-2000:]
     job_id = match.group(1)
     try:
-        expected = expected_state(changes)
-        wait_for(
-            lambda: mirror_state(pg_database) == expected and history_count(pg_database) == 50,
-            120,
-            lambda: f"history {history_count(pg_database)}; "
-            f"job {_job_state(flink_cluster, job_id)}",
-        )
+        _wait_for_mirror(pg_database, expected_state(changes), 50, flink_cluster, job_id)
     finally:
-        cdcflow(flink_venv, "cancel", job_id, "--flink-master", flink_cluster.master)
+        _cancel(flink_venv, flink_cluster, job_id)
