@@ -38,11 +38,13 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 from cdcflow.schemas import logical as lt
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import Column
+
+_T = TypeVar("_T")
 
 Convert = Callable[[Any], Any]
 ConvertColumn = Callable[[list[Any]], list[Any]]
@@ -255,14 +257,19 @@ def _decimal_converter(precision: int, scale: int, sql_type: str) -> Convert:
     return convert
 
 
+def _from_iso(text: str, parse: Callable[[str], _T], what: str) -> _T:
+    """``parse(text)``; a ValueError names the text and what it should have been."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ValueError(f"value {text!r} is not a {what}") from exc
+
+
 def _date(value: Any, bounds: tuple[dt.date, dt.date], sql_type: str) -> dt.date:
     if isinstance(value, dt.datetime):
         value = value.date()
     elif isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"value {value!r} is not a date") from exc
+        value = _from_iso(value, dt.date.fromisoformat, "date")
     if not isinstance(value, dt.date):
         raise TypeError(f"expected a date, got {type(value).__name__}")
     if not bounds[0] <= value <= bounds[1]:
@@ -272,10 +279,7 @@ def _date(value: Any, bounds: tuple[dt.date, dt.date], sql_type: str) -> dt.date
 
 def _datetime(value: Any, bounds: tuple[dt.datetime, dt.datetime], sql_type: str) -> dt.datetime:
     if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"value {value!r} is not a timestamp") from exc
+        value = _from_iso(value, dt.datetime.fromisoformat, "timestamp")
     if not isinstance(value, dt.datetime):
         raise TypeError(f"expected a timestamp for {sql_type}, got {type(value).__name__}")
     aware = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
