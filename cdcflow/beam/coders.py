@@ -28,6 +28,9 @@ from cdcflow.schemas.model import EventBatch, RawBatch
 _raw_encoder = msgspec.msgpack.Encoder()
 _raw_decoder = msgspec.msgpack.Decoder(RawBatch)
 
+#: Records of a raw batch whose sizes are summed for a size estimate.
+_SIZE_SAMPLES = 8
+
 #: Rough bytes per event used for size estimates (Beam's byte counters only).
 _EVENT_SIZE_ESTIMATE = 600
 
@@ -48,11 +51,19 @@ class RawBatchCoder(beam.coders.Coder):  # type: ignore[misc]
         return True
 
     def estimate_size(self, value: Any) -> int:
-        """Approximate encoded size: the records' value lengths (no encoding)."""
+        """Approximate encoded size (no encoding), extrapolated from up to 8 records.
+
+        Beam calls this for sampled elements on the bundle's thread; summing every record
+        of a 10k batch measured about 5% of a Kafka-to-null run.
+        """
         if isinstance(value, RawBatch):
-            return 64 + sum(
-                len(r.value or b"") + len(r.key or b"") + 48 for r in value.records
-            )
+            records = value.records
+            if not records:
+                return 64
+            step = max(1, len(records) // _SIZE_SAMPLES)
+            sample = records[::step]
+            sampled = sum(len(r.value or b"") + len(r.key or b"") + 48 for r in sample)
+            return 64 + sampled * len(records) // len(sample)
         return 64
 
     def to_type_hint(self) -> Any:
