@@ -99,3 +99,16 @@ def test_ahead_reraises_the_step_error_in_the_pipeline() -> None:
 def test_ahead_needs_carry() -> None:
     with pytest.raises(ValueError, match="carry"):
         ApplyStep(DecodeStep(), carry=False, ahead=True)
+
+
+def test_runs_use_a_short_state_sampling_period_and_restore_beams_default() -> None:
+    from apache_beam.runners.worker import statesampler
+
+    from cdcflow.pipelines.beam_runner import STATE_SAMPLING_PERIOD_MS, _short_state_sampling
+
+    before = statesampler.StateSampler.__init__.__defaults__
+    with _short_state_sampling():
+        sampler = statesampler.StateSampler("test", None)
+        assert sampler.sampling_period_ms == STATE_SAMPLING_PERIOD_MS
+    assert statesampler.StateSampler.__init__.__defaults__ == before
+    assert statesampler.StateSampler("test", None).sampling_period_ms == before[-1]
