@@ -85,6 +85,7 @@ _PLAIN = frozenset(
     {str, int, float, bool, type(None), Decimal, dt.datetime, dt.date, dt.time, bytes}
 )
 _EMPTY: dict[str, Any] = {}
+_MISSING: Any = object()
 _UTC = dt.UTC
 
 
@@ -155,16 +156,6 @@ class _Table:
         self.key = key
         self.sql_name = qualified(schema, name)
         self.schemas: set[str] = set()  # schema fingerprints whose columns all exist
-
-
-class _KeyState:
-    """The net change of one key within a batch."""
-
-    __slots__ = ("reset", "row")
-
-    def __init__(self, row: dict[str, Any] | None, reset: bool) -> None:
-        self.row = row  # None: the key ends deleted
-        self.reset = reset  # True: delete the stored row before inserting ``row``
 
 
 class _RowProblem(Exception):
@@ -390,7 +381,7 @@ class PostgresWriter(NamespacedTableWriter):
             with conn.transaction():
                 committed = self._lock_position(conn, key)
                 if batch.last_offset > committed:
-                    dead = self._apply(conn, self._new_events(batch, committed))
+                    dead = self._apply(conn, self._new_by_target(batch, committed))
                     if dead and on_rejected is not None:
                         on_rejected(dead)
                         dead = []
@@ -426,10 +417,10 @@ class PostgresWriter(NamespacedTableWriter):
         return int(row[0])
 
     def _apply(
-        self, conn: psycopg.Connection[Any], events: Iterable[ChangeEvent]
+        self, conn: psycopg.Connection[Any], groups: dict[Target, list[ChangeEvent]]
     ) -> list[DeadLetter]:
         dead: list[DeadLetter] = []
-        for target, table_events in self._by_target(events).items():
+        for target, table_events in groups.items():
             if self.mode == "upsert":
                 dead.extend(self._apply_upsert(conn, target, table_events))
             else:
@@ -458,46 +449,55 @@ class PostgresWriter(NamespacedTableWriter):
             )
             return [self._dead(e, problem) for e in events]
         truncate_first = False
-        states: dict[tuple[Any, ...], _KeyState] = {}
+        # The net change per key, in one pass: key -> final row (None: ends deleted). Keys of a
+        # single-column primary key are the bare value, else tuples in table-key order.
+        # ``resets``: keys deleted and then written again (delete the stored row first).
+        states: dict[Any, dict[str, Any] | None] = {}
+        resets: set[Any] = set()
         unusable: list[ChangeEvent] = []
         single = table.key[0] if len(table.key) == 1 else None
         plain = _PLAIN.issuperset
         delete, truncate = Op.DELETE, Op.TRUNCATE
+        get = states.get
+        missing = _MISSING
+        apply_truncate = self.truncate == "apply"
         for event in events:
             op = event.op
             if op is truncate:
-                if self.truncate == "apply":
+                if apply_truncate:
                     truncate_first = True
                     states.clear()
+                    resets.clear()
                 continue
             row = event.after
-            key_values: tuple[Any, ...] | None = None
-            if single is not None and op is not delete and row is not None and single in row:
-                value = row[single]
-                if value is not None and plain(map(type, row.values())):
-                    key_values = (value,)
-            if key_values is None:  # the general path: deletes, composite keys, conversions
+            key: Any = None
+            if single is not None and op is not delete and row is not None:
+                key = row.get(single)
+                if key is not None and not plain(map(type, row.values())):
+                    key = None
+            if key is None:  # the general path: deletes, composite keys, conversions
                 try:
                     key_values, row = self._prepare(event, table)
                 except (_RowProblem, TypeError, ValueError) as exc:
                     dead.append(self._dead(event, exc))
                     unusable.append(event)
                     continue
-            state = states.get(key_values)
+                key = key_values[0] if single is not None else key_values
             if op is delete:
-                if state is None:
-                    states[key_values] = _KeyState(None, False)
-                else:
-                    state.row, state.reset = None, False
-            elif state is None:
-                states[key_values] = _KeyState(row, truncate_first)
-            elif state.row is None:
-                state.row, state.reset = row, True
+                states[key] = None
+                resets.discard(key)
+                continue
+            previous = get(key, missing)
+            if previous is missing:
+                states[key] = row
+            elif previous is None:
+                states[key] = row
+                resets.add(key)
             elif row is not None:
-                state.row = {**state.row, **row}
+                states[key] = {**previous, **row}
         try:
             with conn.transaction():
-                self._upsert_fast(conn, table, states, truncate_first)
+                self._upsert_fast(conn, table, states, resets, truncate_first)
         except Exception as exc:
             if not _is_row_error(exc):
                 raise
@@ -546,27 +546,35 @@ class PostgresWriter(NamespacedTableWriter):
         self,
         conn: psycopg.Connection[Any],
         table: _Table,
-        states: dict[tuple[Any, ...], _KeyState],
+        states: dict[Any, dict[str, Any] | None],
+        resets: set[Any],
         truncate_first: bool,
     ) -> None:
+        """Apply the net changes: ``TRUNCATE``, ``DELETE`` of ended/reset keys, upserts.
+
+        ``states`` maps keys (bare values for a one-column key) to the final row or None.
+        """
         if truncate_first:
             conn.execute(f"TRUNCATE {table.sql_name}")
-        deletes = [k for k, s in states.items() if s.row is None or s.reset]
+        deletes: list[Any] = [k for k, row in states.items() if row is None]
+        deletes.extend(resets)
         if deletes:
+            if len(table.key) == 1:
+                deletes = [(k,) for k in deletes]
             stage = self._stage(conn, table, table.key)
             self._copy(conn, stage, table.key, deletes)
             conn.execute(delete_sql(table.sql_name, stage, table.key))
         full = tuple(table.columns)
         width = len(full)
-        take = operator.itemgetter(*full)
+        take = operator.itemgetter(*full) if width > 1 else (lambda row: (row[full[0]],))
         complete: list[Any] = []
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {full: complete}
-        for state in states.values():
-            row = state.row
+        add = complete.append
+        for row in states.values():
             if row is None:
                 continue
             if len(row) == width:  # rows only carry table columns: this row has them all
-                complete.append(take(row) if width > 1 else (row[full[0]],))
+                add(take(row))
                 continue
             columns = tuple(c for c in full if c in row)
             by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))

@@ -107,6 +107,38 @@ class NamespacedTableWriter(TableWriter):
         return groups
 
 
+    def _new_by_target(
+        self, batch: EventBatch, committed: int
+    ) -> dict[Target, list[ChangeEvent]]:
+        """:meth:`_new_events` grouped by :meth:`_by_target`, in one pass over the batch.
+
+        The filter and the target are worked out once per source table of the batch.
+        """
+        groups: dict[Target, list[ChangeEvent]] = {}
+        keep = self.filter
+        per_table: dict[TableId, list[ChangeEvent] | None] = {}
+        last_table: TableId | None = None
+        last_group: list[ChangeEvent] | None = None
+        for event in batch.events:
+            if event.position.offset <= committed:
+                continue
+            table = event.table
+            if table is not last_table:
+                if table in per_table:
+                    last_group = per_table[table]
+                else:
+                    last_group = None
+                    if keep(table):
+                        target = self.target_table(table)
+                        last_group = groups.get(target)
+                        if last_group is None:
+                            last_group = groups[target] = []
+                    per_table[table] = last_group
+                last_table = table
+            if last_group is not None:
+                last_group.append(event)
+        return groups
+
 class KnownTable(Protocol):
     """What :func:`covers` needs to know about a target table."""
 
@@ -137,19 +169,28 @@ def no_key_reason(table: TableId) -> str:
 def covers(table: KnownTable, events: Iterable[ChangeEvent], with_keys: bool = False) -> bool:
     """True when ``table`` has every column the events' rows (and keys) carry.
 
-    Uses cheap set checks; an event schema found complete is remembered in ``table.schemas``.
+    Uses cheap set checks; a row's column names (as a tuple, in the row's order) are checked
+    once per call, and an event schema found complete is remembered in ``table.schemas``.
     """
     names = table.columns.keys()
+    known = table.schemas
+    delete = Op.DELETE
+    shapes: set[tuple[str, ...]] = set()
     for event in events:
-        row = event.before if event.op is Op.DELETE else event.after
-        if row is not None and not row.keys() <= names:
-            return False
+        row = event.before if event.op is delete else event.after
+        if row is not None:
+            shape = tuple(row)
+            if shape not in shapes:
+                if not row.keys() <= names:
+                    return False
+                shapes.add(shape)
         if with_keys and event.key is not None and not event.key.keys() <= names:
             return False
-        if event.schema is not None and event.schema.fingerprint not in table.schemas:
-            if not all(c.name in names for c in event.schema.columns):
+        schema = event.schema
+        if schema is not None and schema.fingerprint not in known:
+            if not all(c.name in names for c in schema.columns):
                 return False
-            table.schemas.add(event.schema.fingerprint)
+            known.add(schema.fingerprint)
     return True
 
 
