@@ -567,17 +567,15 @@ class PostgresWriter(NamespacedTableWriter):
         full = tuple(table.columns)
         width = len(full)
         take = operator.itemgetter(*full) if width > 1 else (lambda row: (row[full[0]],))
-        complete: list[Any] = []
+        rows = [row for row in states.values() if row is not None]
+        # rows only carry table columns, so a row of the table's width has them all
+        complete = [take(row) for row in rows if len(row) == width]
         by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {full: complete}
-        add = complete.append
-        for row in states.values():
-            if row is None:
-                continue
-            if len(row) == width:  # rows only carry table columns: this row has them all
-                add(take(row))
-                continue
-            columns = tuple(c for c in full if c in row)
-            by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))
+        if len(complete) < len(rows):
+            for row in rows:
+                if len(row) != width:
+                    columns = tuple(c for c in full if c in row)
+                    by_columns.setdefault(columns, []).append(tuple(row[c] for c in columns))
         for columns, values in by_columns.items():
             if not values:
                 continue
@@ -793,8 +791,9 @@ class PostgresWriter(NamespacedTableWriter):
         column_sql = ", ".join(quote(c) for c in columns)
         with conn.cursor() as cursor:
             with cursor.copy(f"COPY {target} ({column_sql}) FROM STDIN") as copy:
+                write_row = copy.write_row
                 for row in rows:
-                    copy.write_row(row)
+                    write_row(row)
 
 
 def _text_param(value: Any) -> Any:
