@@ -37,6 +37,8 @@ quickstart: $(VENV)/.installed
 
 ## Install test dependencies and system packages, then run the whole suite.
 test: $(VENV)/.installed-dev $(FLINK_VENV)/.installed
+	$(BIN)/ruff check cdcflow tests benchmarks
+	$(BIN)/mypy cdcflow
 	scripts/install-system-deps.sh
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
