@@ -302,12 +302,16 @@ class _WriteFn(beam.DoFn):  # type: ignore[misc]
             _store(self.dead_letters, letters)
             rejected.extend(letters)
 
+        counts = self.writer.last_applied is not None
+        if counts:
+            self.writer.last_applied = 0  # a fully replayed batch returns before counting
         leftover = self.writer.write(batch, on_rejected=on_rejected)
         if leftover:
             _store(self.dead_letters, leftover)
             rejected.extend(leftover)
+        applied = self.writer.last_applied if counts else None
         self.rejected.inc(len(rejected))
-        self.written.inc(len(batch.events) - len(rejected))
+        self.written.inc((len(batch.events) if applied is None else applied) - len(rejected))
         yield from rejected
 
     def teardown(self) -> None:

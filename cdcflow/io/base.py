@@ -52,6 +52,11 @@ class Writer:
     name: str = "sink"
     #: True when the writer stores positions atomically with its rows.
     keeps_positions: bool = False
+    #: How many events of the last ``write`` the sink applied (events past its stored
+    #: position and kept by its table filter, rejected rows included), for run summaries and
+    #: metrics. ``None`` when the writer does not count: every event handed to it is then
+    #: counted as written. Engines set it to 0 before each ``write`` of a counting writer.
+    last_applied: int | None = None
 
     def open(self) -> None:
         """Connect and prepare (called on the worker, or in the driver to read positions)."""

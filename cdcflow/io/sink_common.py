@@ -42,6 +42,7 @@ class TableWriter(Writer):
         self.table_map = dict(table_map or {})
         self.truncate = truncate
         self._positions: dict[PartitionKey, int] = {}
+        self.last_applied = 0
 
     def committed_positions(self) -> dict[PartitionKey, int]:
         """The stored positions of this pipeline and sink."""
@@ -50,7 +51,9 @@ class TableWriter(Writer):
     def _new_events(self, batch: EventBatch, committed: int) -> list[ChangeEvent]:
         """The events of ``batch`` after the ``committed`` offset, of tables the filter keeps."""
         keep = self.filter
-        return [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+        events = [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+        self.last_applied = len(events)
+        return events
 
     def _write_what(self, batch: EventBatch) -> str:
         """How errors and retries name the write of ``batch``."""
@@ -137,6 +140,7 @@ class NamespacedTableWriter(TableWriter):
                 last_table = table
             if last_group is not None:
                 last_group.append(event)
+        self.last_applied = sum(len(group) for group in groups.values())
         return groups
 
 class KnownTable(Protocol):

@@ -714,3 +714,48 @@ def test_sqlite_value(value: Any, stored: Any) -> None:
 def test_sqlite_value_rejects_unknown_types() -> None:
     with pytest.raises(TypeError, match="cannot store a object value in SQLite"):
         sqlite_value(object())
+
+
+def test_last_applied_counts_only_new_events_of_kept_tables(db: Path) -> None:
+    writer = SqliteWriter(name="mirror", path=db, pipeline="shop", tables="shop.public.orders")
+    writer.open()
+    try:
+        writer.write(batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("c", 1, after={"id": 2})))
+        assert writer.last_applied == 2
+        overlapping = batch(
+            ev("u", 1, after={"id": 2, "s": "old"}),
+            ev("u", 2, after={"id": 1, "s": "new"}),
+            ev("c", 3, table=ARTICLES, after={"id": 9}),
+        )
+        writer.write(overlapping)
+        assert writer.last_applied == 1  # offset 1 was stored, articles are filtered out
+    finally:
+        writer.close()
+
+
+def test_beam_write_counts_what_the_sink_applied_after_a_partial_replay(db: Path) -> None:
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from cdcflow.beam.transforms import NAMESPACE, WriteTo
+
+    first = batch(ev("c", 0, after={"id": 1}), ev("c", 1, after={"id": 2}))
+    second = batch(ev("u", 1, after={"id": 2, "s": "x"}), ev("c", 2, after={"id": 3}))
+    seed = SqliteWriter(name="mirror", path=db, pipeline="shop")
+    seed.write(first)
+    seed.close()
+
+    pipeline = beam.Pipeline(runner="DirectRunner")
+    rejected = (
+        pipeline
+        | beam.Create([first, second])
+        | WriteTo(SqliteWriter(name="mirror", path=db, pipeline="shop"))
+    )
+    assert_that(rejected, equal_to([]))
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name("events_written:mirror")
+    )["counters"]
+    assert sum(c.committed or c.attempted for c in counters) == 1
+    assert [r["id"] for r in rows(db, "orders")] == [1, 2, 3]
