@@ -21,6 +21,7 @@ from cdcflow.flink.plan import (
     source_table_ddl,
 )
 from cdcflow.flink.processor import BatchProcessor, raw_batch
+from cdcflow.metrics import Labels
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import plan_pipeline
 
@@ -86,6 +87,8 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
     def __init__(self, config: PipelineConfig) -> None:
         self.config = config
         self.processor: BatchProcessor | None = None
+        self._group: Any = None
+        self._step_counters: dict[tuple[str, Labels], Any] = {}
         self._records: Any = None
         self._dead: Any = None
 
@@ -96,6 +99,8 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         group = runtime_context.get_metrics_group().add_group("cdcflow")
         self._records = group.counter("records_processed")
         self._dead = group.counter("dead_letters")
+        self._group = group
+        self._step_counters = {}
 
     def map(self, row: Any) -> int:
         """Process one window row (topic, partition, offsets, keys, values).
@@ -108,7 +113,23 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         self.processor.process(raw)
         self._records.inc(len(raw.records))
         self._dead.inc(self.processor.counters.dead_letters - dead_before)
+        for name, labels, amount in self.processor.drain_step_metrics():
+            self._step_counter(name, labels).inc(amount)
         return raw.last_offset
+
+    def _step_counter(self, name: str, labels: Labels) -> Any:
+        """The Flink counter for one step counter, created on first use.
+
+        Group ``cdcflow.<name>``, one user variable per label (``table``, ``column`` ...),
+        metric ``count``.
+        """
+        counter = self._step_counters.get((name, labels))
+        if counter is None:
+            group = self._group.add_group(name)
+            for label, value in labels:
+                group = group.add_group(label, value)
+            counter = self._step_counters[(name, labels)] = group.counter("count")
+        return counter
 
     def close(self) -> None:
         """Close the writers."""

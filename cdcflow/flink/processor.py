@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 
 from cdcflow.io.base import DeadLetterWriter, Writer
+from cdcflow.metrics import Counters as StepCounters
+from cdcflow.metrics import Labels
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, EventBatch, Position, RawBatch, RawRecord
 
@@ -138,16 +140,36 @@ class BatchProcessor:
                 self._store(letters)
                 sink.extend(letters)
 
+            counts = writer.last_applied is not None
+            if counts:
+                writer.last_applied = 0  # a fully replayed batch returns before counting
             leftover = writer.write(batch, on_rejected=on_rejected)
             if leftover:
                 self._store(leftover)
                 rejected.extend(leftover)
+            applied = writer.last_applied if counts else None
             self.counters.written[writer.name] = (
-                self.counters.written.get(writer.name, 0) + len(batch.events) - len(rejected)
+                self.counters.written.get(writer.name, 0)
+                + (len(batch.events) if applied is None else applied)
+                - len(rejected)
             )
         self.counters.batches += 1
         self.counters.records += len(raw.records)
         return batch
+
+    def drain_step_metrics(self) -> list[tuple[str, Labels, int]]:
+        """The increments of the steps' engine-neutral counters since the previous call.
+
+        Steps that count (``redact``'s ``redacted_values``) own a
+        :class:`cdcflow.metrics.Counters` as ``metrics``; the Flink operator adds these
+        deltas to its metric group after each batch.
+        """
+        drained: list[tuple[str, Labels, int]] = []
+        for step in (self.decode, *self.steps):
+            counters = getattr(step, "metrics", None)
+            if isinstance(counters, StepCounters):
+                drained.extend(counters.drain())
+        return drained
 
     def _check_order(self, raw: RawBatch) -> None:
         """Refuse a batch that goes back in its partition: writers would skip it as replayed.

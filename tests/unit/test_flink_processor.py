@@ -131,3 +131,51 @@ def test_close_closes_everything_even_after_a_failure(tmp_path: Path) -> None:
     made.open()
     made.close()
     assert closed == ["writer", "dead"]
+
+
+def test_written_counts_only_what_the_writer_applied(
+    processor: BatchProcessor, tmp_path: Path
+) -> None:
+    processor.process(raw_batch("orders", 0, [0, 1], [key(1), key(2)],
+                                [envelope(1, 1), envelope(2, 2)]))
+    replay = BatchProcessor(
+        DecodeStep(), [], [SqliteWriter("lite", tmp_path / "out.sqlite", pipeline="p")], None
+    )
+    replay.open()
+    try:
+        replay.process(raw_batch("orders", 0, [1, 2], [key(2), key(3)],
+                                 [envelope(2, 5), envelope(3, 3)]))
+        assert replay.counters.written == {"lite": 1}  # offset 1 was already stored
+    finally:
+        replay.close()
+
+
+def test_step_metrics_are_drained_per_batch(tmp_path: Path) -> None:
+    from cdcflow.metrics import Counters
+
+    class CountingStep:
+        name = "counting"
+
+        def __init__(self) -> None:
+            self.metrics = Counters()
+
+        def setup(self) -> None: ...
+
+        def teardown(self) -> None: ...
+
+        def process(self, batch):
+            from cdcflow.transforms.base import StepResult
+
+            self.metrics.inc("seen", {"table": "orders"}, len(batch.events))
+            return StepResult(batch, [])
+
+    writer = SqliteWriter("lite", tmp_path / "out.sqlite", pipeline="p")
+    made = BatchProcessor(DecodeStep(), [CountingStep()], [writer], None)
+    made.open()
+    try:
+        made.process(raw_batch("orders", 0, [0, 1], [key(1), key(2)],
+                               [envelope(1, 1), envelope(2, 2)]))
+        assert made.drain_step_metrics() == [("seen", (("table", "orders"),), 2)]
+        assert made.drain_step_metrics() == []
+    finally:
+        made.close()
