@@ -45,14 +45,10 @@ from cdcflow.schemas.logical import (
     converter_for,
 )
 from cdcflow.schemas.model import (
-    ChangeEvent,
     Column,
     Decoded,
-    Op,
     Position,
-    TableId,
     TableSchema,
-    Tombstone,
 )
 
 MAGIC_BYTE = 0
@@ -459,7 +455,7 @@ class ConfluentAvroDecoder:
         """Decode one message; raises :class:`DecodeError` when it cannot."""
         key_dict = self.decode_key(key)
         if value is None:
-            return self._tombstone(position, key_dict, topic)
+            return self._payloads.tombstone(position, key_dict, topic)
         datum, compiled = self._read(value, "value")
         if not isinstance(datum, dict):
             raise DecodeError(
@@ -473,21 +469,6 @@ class ConfluentAvroDecoder:
             topic=topic,
             table_schema=compiled.table_schema,
             is_envelope=compiled.is_envelope,
-        )
-
-    def _tombstone(
-        self, position: Position, key: dict[str, Any] | None, topic: str | None
-    ) -> Tombstone | ChangeEvent:
-        if self.tombstones == "marker":
-            return Tombstone(position=position, key=key)
-        if topic is None:
-            raise DecodeError(
-                "a tombstone was read as a delete but there is no topic to name the table"
-            )
-        if not key:
-            raise DecodeError("a tombstone was read as a delete but the message has no key")
-        return ChangeEvent(
-            op=Op.DELETE, table=TableId.parse(topic), position=position, key=key, before=dict(key)
         )
 
     def close(self) -> None:

@@ -390,7 +390,7 @@ class DebeziumJsonDecoder:
         """
         decoded_key = self.decode_key(key) if key is not None else None
         if not value:
-            return self._tombstone(position, decoded_key, topic)
+            return self.tombstone(position, decoded_key, topic)
         compiled: _CompiledSchema | None = None
         payload: Any = _UNPARSED
         scan_from = 0
@@ -411,7 +411,7 @@ class DebeziumJsonDecoder:
                     payload = _UNPARSED  # not the exact layout after all: decode it fully
                 else:
                     if payload is None:
-                        return self._tombstone(position, decoded_key, topic)
+                        return self.tombstone(position, decoded_key, topic)
                     compiled = self._last_compiled
                     scan_from = start
         if payload is _UNPARSED and value.startswith(b'{"schema"'):
@@ -419,7 +419,7 @@ class DebeziumJsonDecoder:
             if wrapped is not None:
                 payload = wrapped.payload
                 if payload is None:
-                    return self._tombstone(position, decoded_key, topic)
+                    return self.tombstone(position, decoded_key, topic)
                 if wrapped.schema != _NULL:
                     compiled = self._compile(wrapped.schema)
                 scan_from = len(wrapped.schema)
@@ -429,14 +429,14 @@ class DebeziumJsonDecoder:
             except msgspec.DecodeError:
                 payload = self._parse(value)  # raises the reason (or: whitespace, a tombstone)
             if payload is None:
-                return self._tombstone(position, decoded_key, topic)
+                return self.tombstone(position, decoded_key, topic)
             if type(payload) is dict and len(payload) == 2 and payload.keys() == _WRAPPER_KEYS:
                 # A wrapper in another field order (or with whitespace): decode it properly.
                 wrapped = self._unwrap(value)
                 assert wrapped is not None
                 payload = wrapped.payload
                 if payload is None:
-                    return self._tombstone(position, decoded_key, topic)
+                    return self.tombstone(position, decoded_key, topic)
                 if wrapped.schema != _NULL:
                     compiled = self._compile(wrapped.schema)
         if type(payload) is not dict:
@@ -567,9 +567,14 @@ class DebeziumJsonDecoder:
         self._last_schema_bytes = key
         return compiled
 
-    def _tombstone(
+    def tombstone(
         self, position: Position, key: dict[str, Any] | None, topic: str | None
     ) -> Tombstone | ChangeEvent:
+        """What a tombstone (a null value) at ``position`` becomes under this decoder's mode.
+
+        ``marker``: a :class:`Tombstone`; ``delete``: a delete of ``key`` in the table the
+        ``topic`` names. Raises :class:`DecodeError` when a delete cannot be built.
+        """
         if self._tombstones == "marker":
             return Tombstone(position=position, key=key)
         if topic is None:
