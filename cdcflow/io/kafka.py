@@ -76,6 +76,24 @@ def is_secret_key(name: str) -> bool:
     return any(marker in lowered for marker in _SECRET_MARKERS)
 
 
+def checked_client_config(value: Any, managed: frozenset[str], why: str) -> Any:
+    """Validate a YAML ``*_config`` mapping of librdkafka settings (for pydantic validators).
+
+    Refuses keys in ``managed`` (``why`` says what to use instead) and wraps the values of
+    secret keys in :class:`SecretStr` so that they never print. Non-mappings pass through for
+    pydantic to reject.
+    """
+    if not isinstance(value, dict):
+        return value
+    refused = sorted(k for k in value if k in managed)
+    if refused:
+        raise ValueError(f"{refused} are managed by cdcflow: {why}")
+    return {
+        k: SecretStr(str(v)) if is_secret_key(str(k)) and not isinstance(v, SecretStr) else v
+        for k, v in value.items()
+    }
+
+
 def client_settings(config: Mapping[str, ConfigValue | SecretStr]) -> dict[str, ConfigValue]:
     """Unwrap :class:`SecretStr` values for handing to librdkafka (never log the result)."""
     return {
@@ -570,18 +588,11 @@ class KafkaSourceConfig(ComponentConfig):
     @field_validator("consumer_config", mode="before")
     @classmethod
     def _wrap_secrets(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        managed = sorted(k for k in value if k in MANAGED_KEYS)
-        if managed:
-            raise ValueError(
-                f"{managed} are managed by cdcflow: use bootstrap_servers / group_id, "
-                "offsets are committed after the sinks write"
-            )
-        return {
-            k: SecretStr(str(v)) if is_secret_key(str(k)) and not isinstance(v, SecretStr) else v
-            for k, v in value.items()
-        }
+        return checked_client_config(
+            value,
+            MANAGED_KEYS,
+            "use bootstrap_servers / group_id, offsets are committed after the sinks write",
+        )
 
     @model_validator(mode="after")
     def _check_shape(self) -> KafkaSourceConfig:

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from cdcflow.errors import ConfigError, SinkError, missing_extra
 from cdcflow.io.base import DeadLetterWriter
-from cdcflow.io.kafka import ConfigValue, client_log, client_settings, is_secret_key
+from cdcflow.io.kafka import ConfigValue, checked_client_config, client_log, client_settings
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
@@ -183,18 +183,9 @@ class DeadLetterKafkaConfig(ComponentConfig):
     @field_validator("producer_config", mode="before")
     @classmethod
     def _wrap_secrets(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        managed = sorted(k for k in value if k in _MANAGED)
-        if managed:
-            raise ValueError(
-                f"{managed} are managed by cdcflow: use bootstrap_servers; the producer is "
-                "always idempotent"
-            )
-        return {
-            k: SecretStr(str(v)) if is_secret_key(str(k)) and not isinstance(v, SecretStr) else v
-            for k, v in value.items()
-        }
+        return checked_client_config(
+            value, _MANAGED, "use bootstrap_servers; the producer is always idempotent"
+        )
 
     def build(self, context: BuildContext) -> KafkaDeadLetterWriter:
         """Build the writer (the producer is created on the worker)."""
