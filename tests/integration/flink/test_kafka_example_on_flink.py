@@ -5,16 +5,27 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import EXAMPLES
 from tests.servers.flink import FlinkVenv
-from tests.servers.tansu import consume_all, create_topic, produce
+from tests.servers.tansu import consume_all, create_topic, produce, start_broker
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kafka_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of this test's own: the example's topic names are fixed, and the session
+    broker already holds them from the Beam run of the same example."""
+    server, bootstrap = start_broker(tmp_path / "tansu")
+    try:
+        yield bootstrap
+    finally:
+        server.stop()
 
 
 def test_kafka_example_runs_on_the_flink_engine(
