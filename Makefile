@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test unit lint bench venv venv-flink clean
+.PHONY: quickstart test unit lint bench venv venv-all venv-flink clean
 
 $(BIN)/python:
 	PYTHON=$(PYTHON) scripts/ensure-venv.sh $(VENV)
@@ -14,11 +14,20 @@ $(VENV)/.installed: $(BIN)/python requirements.txt setup.py
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-extras: $(VENV)/.installed requirements-extras.txt
+	$(BIN)/pip install --quiet -r requirements-extras.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-extras requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+## Every connector extra (kafka, postgres, clickhouse) into .venv, from this checkout: the same as
+## `.venv/bin/pip install -e '.[kafka,postgres,clickhouse]'` with the pins of requirements-extras.txt.
+## (The flink extra has its own environment: `make venv-flink`.)
+venv-all: $(VENV)/.installed-extras
 
 ## The Flink engine's own environment (apache-flink pins an older Beam) plus its Kafka jars.
 FLINK_VENV := .venv-flink

@@ -25,6 +25,15 @@ setup(
         "kafka": ["confluent-kafka>=2.6", "fastavro>=1.9", "httpx>=0.27"],
         "postgres": ["psycopg[binary]>=3.2"],
         "clickhouse": ["clickhouse-driver>=0.2.9"],
+        # Everything for the Beam engine's .venv (what `make venv-all` installs, unpinned).
+        "all": [
+            "apache-beam>=2.77.0",
+            "confluent-kafka>=2.6",
+            "fastavro>=1.9",
+            "httpx>=0.27",
+            "psycopg[binary]>=3.2",
+            "clickhouse-driver>=0.2.9",
+        ],
         # The Flink engine: its own environment, never with the beam extra (Beam <= 2.61 pin).
         "flink": ["apache-flink==2.3.0"],
     },

@@ -6,6 +6,10 @@ with backoff, anything else is terminal (the record goes to the dead letters or 
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+
 
 class CdcflowError(Exception):
     """Root of every error cdcflow raises on purpose."""
@@ -44,8 +48,30 @@ class MissingDependencyError(CdcflowError, ImportError):
 
 
 def missing_extra(package: str, extra: str) -> MissingDependencyError:
-    """Build the error raised when an optional connector package is not installed."""
+    """Build the error raised when an optional connector package is not installed.
+
+    The message names the package and the setup.py extra that provides it, and a command that
+    works where cdcflow came from: in a checkout (cdcflow is not on a package index) the
+    ``make`` target and the editable ``pip install`` of the checkout with that extra, using the
+    interpreter that is running; otherwise ``pip install`` of the extra.
+    """
+    python = shlex.quote(sys.executable or "python3")
+    root = _checkout_root()
+    if root is not None:
+        target = "venv-flink" if extra == "flink" else "venv-all"
+        spec = shlex.quote(f"{root}[{extra}]")
+        how = f'run "make {target}" in {root}, or "{python} -m pip install -e {spec}"'
+    else:
+        how = f'run "{python} -m pip install ' + shlex.quote(f"cdcflow[{extra}]") + '"'
     return MissingDependencyError(
-        f"the {package!r} package is required for this connector: "
-        f'run "pip install cdcflow[{extra}]"'
+        f"the {package!r} package is not installed; it is required for this connector "
+        f"(cdcflow extra {extra!r}): {how}"
     )
+
+
+def _checkout_root() -> Path | None:
+    """The source checkout cdcflow runs from (editable install), or None for an installed copy."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "setup.py").is_file() and (root / "Makefile").is_file():
+        return root
+    return None

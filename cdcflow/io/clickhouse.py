@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from cdcflow.errors import SinkError, missing_extra
+from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import RejectHandler
 from cdcflow.io.ch_types import (
     ConvertColumn,
@@ -251,6 +251,8 @@ class ClickHouseWriter(NamespacedTableWriter):
         """Connectivity and write permission."""
         try:
             readonly = self._execute("SELECT value FROM system.settings WHERE name = 'readonly'")
+        except MissingDependencyError as exc:  # a missing package, not a connection problem
+            return [f"sink {self.name!r}: {exc}"]
         except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
             self.close()
             return [f"sink {self.name!r}: cannot reach ClickHouse at {self.target}: {exc}"]

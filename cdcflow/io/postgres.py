@@ -45,10 +45,11 @@ import operator
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 
-from cdcflow.errors import SinkError, missing_extra
+from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
@@ -158,6 +159,47 @@ class _Table:
         self.schemas: set[str] = set()  # schema fingerprints whose columns all exist
 
 
+def dsn_target(dsn: str) -> str:
+    """``host:port/dbname`` of a libpq DSN (URL or ``key=value`` form), never its credentials.
+
+    Parsed by psycopg when it is installed, else by a small parser of the two forms, so that a
+    missing psycopg is not reported as a bad DSN. ``<unparsable dsn>`` when neither can read it
+    (the DSN itself is never echoed: it may hold a password).
+    """
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        info = _split_dsn(dsn)
+    else:
+        try:
+            info = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+        except Exception:  # noqa: BLE001 - never echo an unparsable DSN (it may hold a secret)
+            info = None
+    if info is None:
+        return "<unparsable dsn>"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _split_dsn(dsn: str) -> dict[str, str] | None:
+    """host, port and dbname of a DSN without psycopg (None when it is not a DSN)."""
+    if dsn.startswith(("postgresql://", "postgres://")):
+        try:
+            url = urlsplit(dsn)
+            port = url.port
+        except ValueError:
+            return None
+        info = {"dbname": unquote(url.path.lstrip("/"))}
+        if url.hostname:
+            info["host"] = url.hostname
+        if port is not None:
+            info["port"] = str(port)
+        return info
+    pairs = [token.partition("=") for token in dsn.split()]
+    if not pairs or any(not sep or not key for key, sep, _ in pairs):
+        return None
+    return {key: value.strip("'") for key, _, value in pairs if key in ("host", "port", "dbname")}
+
+
 class _RowProblem(Exception):
     """An event that cannot be written (no key, no row image); it becomes a dead letter."""
 
@@ -209,13 +251,7 @@ class PostgresWriter(NamespacedTableWriter):
     @property
     def target(self) -> str:
         """Where the sink writes, without credentials (``host:port/dbname``)."""
-        try:
-            from psycopg.conninfo import conninfo_to_dict
-
-            info = conninfo_to_dict(self._dsn)
-        except Exception:  # noqa: BLE001 - never echo an unparsable DSN (it may hold a secret)
-            return "<unparsable dsn>"
-        return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        return dsn_target(self._dsn)
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
@@ -299,6 +335,8 @@ class PostgresWriter(NamespacedTableWriter):
         """Connectivity, permission to create tables, and TimescaleDB when that mode is used."""
         try:
             conn = self._connect()
+        except MissingDependencyError as exc:  # a missing package, not a connection problem
+            return [f"sink {self.name!r}: {exc}"]
         except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
             return [f"sink {self.name!r}: cannot connect to PostgreSQL at {self.target}: {exc}"]
         problems: list[str] = []
