@@ -359,4 +359,11 @@ def _register_flink_commands() -> None:
     register(main)
 
 
+def _register_tool_commands() -> None:
+    from cdcflow.pipelines.produce_cli import produce
+
+    main.add_command(produce)
+
+
 _register_flink_commands()
+_register_tool_commands()
