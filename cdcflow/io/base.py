@@ -44,6 +44,13 @@ class Source:
         """Problems that would stop a run (missing file, unreachable server); empty when fine."""
         return []
 
+    def end_offsets(self, timeout: float | None = None) -> dict[tuple[str, int], int] | None:
+        """The end (one past the last offset) of every partition, now; None when unknown.
+
+        Used by ``cdcflow status`` for the lag. Sources that can tell override it.
+        """
+        return None
+
 
 class Writer:
     """Base class for engine-neutral sinks."""
@@ -64,6 +71,21 @@ class Writer:
     def committed_positions(self) -> dict[PartitionKey, int]:
         """The last offset written per ``(stream, partition)``; ``open`` must be called first."""
         return {}
+
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The last offset written per ``(stream, partition)``, read for ``cdcflow status``.
+
+        Unlike :meth:`open`, this should create nothing (no database, schema or table): a sink
+        that has never written reports ``{}``. The default opens, reads and closes; sinks
+        override it to read without side effects. Raises when the destination cannot be read.
+        """
+        if not self.keeps_positions:
+            return {}
+        self.open()
+        try:
+            return self.committed_positions()
+        finally:
+            self.close()
 
     def write(
         self, batch: EventBatch, on_rejected: RejectHandler | None = None

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, model_validator
 
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
-from cdcflow.io.base import RejectHandler
+from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.ch_types import (
     ConvertColumn,
     ch_type,
@@ -237,6 +237,33 @@ class ClickHouseWriter(NamespacedTableWriter):
             self._positions = {(str(s), str(p)): int(o) for s, p, o in rows}
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
+
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions, creating nothing: no positions table means none."""
+
+        def read() -> dict[PartitionKey, int]:
+            exists = self._execute(
+                "SELECT count() FROM system.tables WHERE database = %(db)s "
+                "AND name = 'cdcflow_offsets'",
+                {"db": self.database},
+            )
+            if not exists or not exists[0][0]:
+                return {}
+            rows = self._execute(
+                f"SELECT stream, partition, max(offset) FROM "
+                f"{qualified(self.database, 'cdcflow_offsets')} "
+                "WHERE pipeline = %(pipeline)s AND sink = %(sink)s GROUP BY stream, partition",
+                {"pipeline": self.pipeline, "sink": self.name},
+            )
+            return {(str(s), str(p)): int(o) for s, p, o in rows}
+
+        try:
+            result: dict[PartitionKey, int] = self._with_retry(
+                read, f"sink {self.name!r}: reading positions at {self.target}"
+            )
+            return result
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Disconnect."""

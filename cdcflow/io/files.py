@@ -83,6 +83,14 @@ class FileSource(Source):
             # need committing so a restart does not re-read them.
             yield RawBatch(stream=stream, partition=0, records=records, last_offset=last)
 
+    def end_offsets(self, timeout: float | None = None) -> dict[tuple[str, int], int] | None:
+        """Per file, its number of lines (offsets are 0-based line numbers, blank lines too)."""
+        ends: dict[tuple[str, int], int] = {}
+        for name, path in sorted(self.paths.items()):
+            with path.open("rb") as handle:
+                ends[(name, 0)] = sum(1 for _ in handle)
+        return ends
+
     def check(self) -> list[str]:
         """Every file must exist and be readable."""
         return [

@@ -289,6 +289,29 @@ class PostgresWriter(NamespacedTableWriter):
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
 
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions, creating nothing: no positions table means none."""
+
+        def read() -> dict[PartitionKey, int]:
+            conn = self._connect()
+            found = conn.execute("SELECT to_regclass(%s)", (self._offsets,)).fetchone()
+            if not found or found[0] is None:
+                return {}
+            rows = conn.execute(
+                f'SELECT stream, partition, "offset" FROM {self._offsets} '
+                "WHERE pipeline = %s AND sink = %s",
+                (self.pipeline, self.name),
+            ).fetchall()
+            return {(str(s), str(p)): int(o) for s, p, o in rows}
+
+        try:
+            result: dict[PartitionKey, int] = self._with_retry(
+                read, f"sink {self.name!r}: reading positions at {self.target}"
+            )
+            return result
+        finally:
+            self.close()
+
     def close(self) -> None:
         """Close the connection."""
         if self._conn is not None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from cdcflow.errors import SinkError
-from cdcflow.io.base import RejectHandler
+from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.schemas.canonical import dumps
@@ -170,6 +170,29 @@ class SqliteWriter(TableWriter):
             (self.pipeline, self.name),
         ).fetchall()
         self._positions = {(stream, part): offset for stream, part, offset in rows}
+
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions, read-only: a missing database or table means none."""
+        if not self.path.exists():
+            return {}
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+            try:
+                exists = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name='cdcflow_offsets'"
+                ).fetchone()
+                rows = conn.execute(
+                    'SELECT stream, partition, "offset" FROM cdcflow_offsets '
+                    "WHERE pipeline=? AND sink=?",
+                    (self.pipeline, self.name),
+                ).fetchall() if exists else []
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise SinkError(
+                f"sink {self.name!r}: cannot read SQLite database {self.path}: {exc}"
+            ) from exc
+        return {(str(stream), str(part)): int(offset) for stream, part, offset in rows}
 
     def close(self) -> None:
         """Close the connection."""

@@ -361,8 +361,12 @@ def _register_flink_commands() -> None:
 
 def _register_tool_commands() -> None:
     from cdcflow.pipelines.produce_cli import produce
+    from cdcflow.pipelines.status_cli import status
 
     main.add_command(produce)
+    # Replaces the Flink-only `status` registered above: it serves pipeline files and Flink
+    # job ids both (the Flink part is the same command, invoked for a job id).
+    main.add_command(status)
 
 
 _register_flink_commands()
