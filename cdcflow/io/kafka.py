@@ -429,6 +429,10 @@ class KafkaSource(Source):
                     "auto.offset.reset", "latest"
                 ))
                 start = "earliest" if reset in ("earliest", "smallest", "beginning") else "latest"
+            # "The end" is the corrected end of end_offsets(), not ListOffsets' high
+            # watermark: a broker that under-reports it (Tansu) would otherwise make a
+            # `latest` start re-read records that were there before the run.
+            ends: dict[TopicPartitionKey, int] = {}
             if isinstance(start, int):
                 found = consumer.offsets_for_times(
                     [kafka.TopicPartition(t, p, start) for t, p in unknown], timeout=timeout
@@ -437,16 +441,18 @@ class KafkaSource(Source):
                     if tp.offset is not None and tp.offset >= 0:
                         result[(tp.topic, tp.partition)] = tp.offset
                     else:  # no record at or after the timestamp: start at the end
-                        low, high = consumer.get_watermark_offsets(
-                            kafka.TopicPartition(tp.topic, tp.partition), timeout=timeout
-                        )
-                        result[(tp.topic, tp.partition)] = high
+                        ends = ends or self.end_offsets()
+                        result[(tp.topic, tp.partition)] = ends[(tp.topic, tp.partition)]
             else:
                 for topic, part in unknown:
-                    low, high = consumer.get_watermark_offsets(
-                        kafka.TopicPartition(topic, part), timeout=timeout
-                    )
-                    result[(topic, part)] = low if start == "earliest" else high
+                    if start == "earliest":
+                        low, _ = consumer.get_watermark_offsets(
+                            kafka.TopicPartition(topic, part), timeout=timeout
+                        )
+                        result[(topic, part)] = low
+                    else:
+                        ends = ends or self.end_offsets()
+                        result[(topic, part)] = ends[(topic, part)]
         except kafka.KafkaException as exc:
             raise KafkaError(
                 f"cannot read offsets for group {self.settings.group_id!r}: {exc}"

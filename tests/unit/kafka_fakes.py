@@ -1,11 +1,17 @@
-"""An in-memory stand-in for confluent-kafka's Consumer, for reader tests without a broker."""
+"""An in-memory stand-in for confluent-kafka's Consumer, only for what the test broker cannot do.
+
+The reader's behaviour is tested against the real Tansu broker (tests/integration/kafka/
+test_kafka_reader.py). This fake remains for the cases Tansu cannot produce: record timestamps
+(Tansu ignores them in ListOffsets, so ``start: <timestamp>`` cannot be tested live), a commit
+the broker refuses, and errors delivered in the message stream (fatal and non-fatal).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 
 @dataclass
@@ -53,9 +59,10 @@ class FakeBroker:
     )
     committed: dict[tuple[str, int], int] = field(default_factory=dict)
     commits: list[tuple[str, int, int]] = field(default_factory=list)
-    #: ListOffsets reports the end this much too low (like Tansu).
-    under_report: int = 0
-    log: list[tuple[Any, ...]] = field(default_factory=list)
+    #: When set, ``commit`` raises a KafkaException with this error (then clears it).
+    refuse_commit: KafkaError | None = None
+    #: Errors delivered in the message stream by the next ``consume`` (then cleared).
+    stream_errors: list[KafkaError] = field(default_factory=list)
 
     def add(self, topic: str, partition: int, count: int, start_ts: int = 1000) -> None:
         records = self.partitions.setdefault((topic, partition), [])
@@ -95,6 +102,10 @@ class FakeConsumer:
 
     def consume(self, num: int, timeout: float) -> list[FakeMessage]:
         out: list[FakeMessage] = []
+        for error in self.broker.stream_errors:
+            topic, part = next(iter(self.positions))
+            out.append(FakeMessage(topic, part, -1, _error=error))
+        self.broker.stream_errors.clear()
         for key, position in self.positions.items():
             records = self.broker.partitions.get(key, [])
             while position < len(records) and len(out) < num:
@@ -114,10 +125,12 @@ class FakeConsumer:
         return out
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool = True) -> None:
+        if self.broker.refuse_commit is not None:
+            error, self.broker.refuse_commit = self.broker.refuse_commit, None
+            raise KafkaException(error)
         for tp in offsets:
             self.broker.committed[(tp.topic, tp.partition)] = tp.offset
             self.broker.commits.append((tp.topic, tp.partition, tp.offset))
-            self.broker.log.append(("commit", tp.partition, tp.offset))
 
     def committed(self, tps: list[TopicPartition], timeout: float = 0) -> list[TopicPartition]:
         return [
@@ -130,10 +143,7 @@ class FakeConsumer:
     def get_watermark_offsets(
         self, tp: TopicPartition, timeout: float = 0, cached: bool = False
     ) -> tuple[int, int]:
-        end = len(self.broker.partitions.get((tp.topic, tp.partition), []))
-        if cached:
-            return (0, end)
-        return (0, max(0, end - self.broker.under_report))
+        return (0, len(self.broker.partitions.get((tp.topic, tp.partition), [])))
 
     def offsets_for_times(
         self, tps: list[TopicPartition], timeout: float = 0
