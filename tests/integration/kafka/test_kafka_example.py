@@ -60,6 +60,17 @@ def test_kafka_example(kafka_broker: str, example_copy: Callable[[str], Path]) -
             for table in ("articles", "customers", "orders", "products")
         }
     assert counts == {"articles": 1, "customers": 2, "orders": 2, "products": 4}
+    # As the README says, status shows the sink caught up with the topic.
+    status = subprocess.run(
+        [*command, "status", "pipeline.yaml"],
+        cwd=directory, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines() == [
+        "pipeline 'shop-kafka' (source kafka)",
+        "  sink 'mirror' (sqlite):",
+        f"    demo.shop.changelog[0]: position {len(messages) - 1}, end {len(messages)}, lag 0",
+    ]
     letters = consume_all(kafka_broker, "demo.dlq", expected=1)
     assert len(letters) == 1
     assert letters[0].value() in [m[1] for m in messages]
