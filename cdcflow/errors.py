@@ -47,13 +47,14 @@ class MissingDependencyError(CdcflowError, ImportError):
     """An optional package is missing; the message says which extra to install."""
 
 
-def missing_extra(package: str, extra: str) -> MissingDependencyError:
+def missing_extra(package: str, extra: str, component: str | None = None) -> MissingDependencyError:
     """Build the error raised when an optional connector package is not installed.
 
     The message names the package and the setup.py extra that provides it, and a command that
     works where cdcflow came from: in a checkout (cdcflow is not on a package index) the
     ``make`` target and the editable ``pip install`` of the checkout with that extra, using the
-    interpreter that is running; otherwise ``pip install`` of the extra.
+    interpreter that is running; otherwise ``pip install`` of the extra. ``component``
+    (``"sink 'mirror'"``) prefixes the message when given.
     """
     python = shlex.quote(sys.executable or "python3")
     root = _checkout_root()
@@ -63,9 +64,10 @@ def missing_extra(package: str, extra: str) -> MissingDependencyError:
         how = f'run "make {target}" in {root}, or "{python} -m pip install -e {spec}"'
     else:
         how = f'run "{python} -m pip install ' + shlex.quote(f"cdcflow[{extra}]") + '"'
+    prefix = f"{component}: " if component else ""
     return MissingDependencyError(
-        f"the {package!r} package is not installed; it is required for this connector "
-        f"(cdcflow extra {extra!r}): {how}"
+        f"{prefix}the {package!r} package is not installed; it is required for this "
+        f"connector (cdcflow extra {extra!r}): {how}"
     )
 
 

@@ -209,7 +209,7 @@ class ClickHouseWriter(NamespacedTableWriter):
         try:
             from clickhouse_driver import Client
         except ImportError as exc:
-            raise missing_extra("clickhouse-driver", "clickhouse") from exc
+            raise missing_extra("clickhouse-driver", "clickhouse", f"sink {self.name!r}") from exc
         if self._client is None:
             # Connect to "default": the target database may not exist yet.
             self._client = Client.from_url(
@@ -279,7 +279,7 @@ class ClickHouseWriter(NamespacedTableWriter):
         try:
             readonly = self._execute("SELECT value FROM system.settings WHERE name = 'readonly'")
         except MissingDependencyError as exc:  # a missing package, not a connection problem
-            return [f"sink {self.name!r}: {exc}"]
+            return [str(exc)]  # names the sink
         except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
             self.close()
             return [f"sink {self.name!r}: cannot reach ClickHouse at {self.target}: {exc}"]

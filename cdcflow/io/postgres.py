@@ -257,7 +257,7 @@ class PostgresWriter(NamespacedTableWriter):
         try:
             import psycopg
         except ImportError as exc:
-            raise missing_extra("psycopg", "postgres") from exc
+            raise missing_extra("psycopg", "postgres", f"sink {self.name!r}") from exc
         if self._conn is not None and not self._conn.closed:
             return self._conn
         self._conn = psycopg.connect(
@@ -359,7 +359,7 @@ class PostgresWriter(NamespacedTableWriter):
         try:
             conn = self._connect()
         except MissingDependencyError as exc:  # a missing package, not a connection problem
-            return [f"sink {self.name!r}: {exc}"]
+            return [str(exc)]  # names the sink
         except Exception as exc:  # noqa: BLE001 - every failure is reported as a problem
             return [f"sink {self.name!r}: cannot connect to PostgreSQL at {self.target}: {exc}"]
         problems: list[str] = []

@@ -80,7 +80,7 @@ def test_run_names_the_missing_extra(
     result = _cli(example_copy("warehouse"), blocked_env, "run", "pipeline.yaml")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ")
+    assert last.startswith("error: sink 'mirror': ")
     _assert_names_extra(last, "psycopg", "postgres")
 
 
@@ -121,3 +121,9 @@ def test_dsn_target_without_psycopg(dsn: str, expected: str) -> None:
 @pytest.mark.parametrize("dsn", ["postgresq://app:pw@host/db", "postgresql://h:notaport/db", ""])
 def test_unparsable_dsn_is_not_echoed(dsn: str) -> None:
     assert _split_dsn(dsn) is None
+
+
+def test_produce_names_the_kafka_extra(blocked_env: dict[str, str], tmp_path: Path) -> None:
+    result = _cli(tmp_path, blocked_env, "produce", "-b", "127.0.0.1:9", "-t", "x", "-")
+    assert result.returncode == 1
+    _assert_names_extra(result.stderr, "confluent-kafka", "kafka")
