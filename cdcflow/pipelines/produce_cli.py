@@ -85,6 +85,21 @@ def _kafka() -> Any:
     return confluent_kafka
 
 
+def _client(factory: Any, config: dict[str, Any], extra: dict[str, str]) -> Any:
+    """A librdkafka client; settings it refuses are a usage error, secret values hidden."""
+    from cdcflow.io.kafka import client_log, is_secret_key
+
+    kafka = _kafka()
+    try:
+        return factory(config, logger=client_log)
+    except kafka.KafkaException as exc:
+        message = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        for key, value in extra.items():
+            if value and is_secret_key(key):
+                message = message.replace(value, "**********")
+        raise ConfigError(f"--producer-config: {message}") from None
+
+
 def ensure_topic(
     bootstrap: str, topic: str, extra: dict[str, str], create_partitions: int | None,
     timeout: float,
@@ -93,9 +108,7 @@ def ensure_topic(
     kafka = _kafka()
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from cdcflow.io.kafka import client_log
-
-    admin = AdminClient({**extra, "bootstrap.servers": bootstrap}, logger=client_log)
+    admin = _client(AdminClient, {**extra, "bootstrap.servers": bootstrap}, extra)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except kafka.KafkaException as exc:
@@ -136,9 +149,8 @@ def produce_messages(
     of the last one being queued, naming how many and the first error.
     """
     kafka = _kafka()
-    from cdcflow.io.kafka import client_log
-
-    producer = kafka.Producer(
+    producer = _client(
+        kafka.Producer,
         {
             "linger.ms": 5,
             "partitioner": "murmur2_random",
@@ -147,7 +159,7 @@ def produce_messages(
             "bootstrap.servers": bootstrap,
             "enable.idempotence": True,
         },
-        logger=client_log,
+        extra,
     )
     errors: list[str] = []
 

@@ -83,11 +83,19 @@ def test_produce_help_and_usage_errors(kafka_broker: str, tmp_path: Path) -> Non
                        b"expects KEY=VALUE"),
         "managed config": (["-b", kafka_broker, "-t", "x", "--producer-config",
                             "enable.idempotence=false", str(empty)], b"managed by cdcflow"),
+        "unknown setting": (["-b", kafka_broker, "-t", "x", "--producer-config", "no.such=1",
+                             str(empty)], b'No such configuration property: "no.such"'),
+        # librdkafka echoes the refused value; it is also the password, which must not show.
+        "refused value": (["-b", kafka_broker, "-t", "x", "--producer-config",
+                           "sasl.password=hunter2-secret", "--producer-config",
+                           "security.protocol=hunter2-secret", str(empty)],
+                          b'"security.protocol"'),
     }
     for name, (args, message) in cases.items():
         result = produce_cli(*args)
         assert result.returncode == 2, (name, result.stderr)
         assert message in result.stderr, (name, result.stderr)
+        assert b"Traceback" not in result.stderr and b"hunter2" not in result.stderr
     # The missing topic was not created behind the user's back.
     again = produce_cli("-b", kafka_broker, "-t", missing_topic, str(empty))
     assert again.returncode == 2
