@@ -70,6 +70,8 @@ def test_kafka_example(kafka_broker: str, example_copy: Callable[[str], Path]) -
         "pipeline 'shop-kafka' (source kafka)",
         "  sink 'mirror' (sqlite):",
         f"    demo.shop.changelog[0]: position {len(messages) - 1}, end {len(messages)}, lag 0",
+        "  consumer group 'cdcflow-shop-kafka':",
+        f"    demo.shop.changelog[0]: committed {len(messages)}",
     ]
     letters = consume_all(kafka_broker, "demo.dlq", expected=1)
     assert len(letters) == 1

@@ -55,6 +55,9 @@ def test_status_shows_positions_ends_and_lag(
         "  sink 'warehouse' (postgres):",
         f"    {topic}[0]: no position, end 5",
         f"    {topic}[1]: no position, end 3",
+        f"  consumer group '{group}':",
+        f"    {topic}[0]: no committed offset",
+        f"    {topic}[1]: no committed offset",
     ]
     assert not (tmp_path / "out").exists()
     with psycopg.connect(pg_database) as conn:
@@ -80,6 +83,10 @@ def test_status_shows_positions_ends_and_lag(
         f"    {topic}[0]: no position, end 5",
         f"    {topic}[1]: no position, end 7",
         "  sink 'discard' (null): keeps no positions",
+        # The group's offsets: the next offset to read, committed after the sinks wrote.
+        f"  consumer group '{group}':",
+        f"    {topic}[0]: committed 5",
+        f"    {topic}[1]: committed 3",
     ]
 
     # PostgreSQL unreachable: the other sinks still print, the error names the sink, exit 1.
