@@ -4,6 +4,12 @@
 from the environment (``$${`` writes a literal ``${``), validates the top level and every
 component against its registered model, and raises one :class:`ConfigError` listing every
 problem as ``FILE:LINE: KEY: what was expected``.
+
+Hostile input is bounded: a file larger than :data:`MAX_FILE_BYTES`, nesting deeper than
+:data:`MAX_DEPTH`, more than :data:`MAX_ALIASES` alias uses or a document that would expand
+to more than :data:`MAX_NODES` nodes (an alias bomb) is refused with a located error before
+anything walks the document. Every value resolved from the environment is registered with
+:mod:`cdcflow.scrub`, so it never appears in a message.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from cdcflow import scrub
 from cdcflow.errors import ConfigError
 from cdcflow.flink.options import EngineConfig
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
@@ -29,6 +36,15 @@ Loc = tuple[str | int, ...]
 _REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PIPELINE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+#: Largest pipeline file read (bytes).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+#: Deepest nesting of mappings and lists (a real pipeline needs fewer than 10 levels).
+MAX_DEPTH = 64
+#: Most alias uses (``*name``) in one file.
+MAX_ALIASES = 1000
+#: Most nodes the document may hold once every alias is expanded.
+MAX_NODES = 100_000
 
 
 class PipelineConfig(BaseModel):
@@ -105,6 +121,12 @@ class _Problems:
         self._order: list[int] = []
         #: Key paths whose value could not be interpolated: validation errors there are noise.
         self.unresolved: set[Loc] = set()
+        #: Key paths whose value holds ``${NAME}`` substitutions -> the names (never show it).
+        self.substituted: dict[Loc, list[str]] = {}
+        #: Unset variables (no default) -> every key path that references them, in order.
+        self.unset: dict[str, list[Loc]] = {}
+        #: The values substituted from the environment (registered for masking).
+        self.resolved: list[str] = []
 
     def line_of(self, loc: Loc) -> int | None:
         probe = tuple(loc)
@@ -126,16 +148,46 @@ class _Problems:
     ) -> None:
         for item in error.errors(include_url=False):
             loc = prefix + tuple(p for p in item["loc"] if not _is_union_tag(p))
-            if any(loc[: len(bad)] == bad for bad in self.unresolved):
+            if any(_related(loc, bad) for bad in self.unresolved):
+                # The unresolved value is already reported; the error its empty replacement
+                # causes (here or in a check of the whole component) would repeat it.
                 continue
-            self.add(loc, _explain(item, model))
+            names = [
+                n for at, found in self.substituted.items() if _related(loc, at) for n in found
+            ]
+            self.add(loc, _explain(item, model, hidden=names))
+
+    def report_unset(self) -> None:
+        """One problem per unset variable, at its first reference, naming the others."""
+        for name, locs in self.unset.items():
+            others = [
+                f"{_format_loc(loc)} (line {self.line_of(loc)})"
+                if self.line_of(loc) is not None
+                else _format_loc(loc)
+                for loc in locs[1:]
+            ]
+            also = f"; also referenced at {', '.join(others)}" if others else ""
+            self.add(
+                locs[0],
+                f"environment variable {name} is not set (referenced as ${{{name}}}; "
+                f"set it or write ${{{name}:-default}}){also}",
+            )
 
     def raise_if_any(self) -> None:
         if self.items:
             count = len(self.items)
             head = f"{count} problem{'s' if count > 1 else ''} in {self.path}:"
             pairs = sorted(zip(self._order, self.items, strict=True), key=lambda pair: pair[0])
-            raise ConfigError("\n".join([head, *("  " + item for _, item in pairs)]))
+            text = "\n".join([head, *("  " + item for _, item in pairs)])
+            raise ConfigError(scrub.scrub(text))
+
+
+def _related(loc: Loc, other: Loc) -> bool:
+    """True when one key path contains the other (``other`` must not be the file's root)."""
+    if not loc or not other:
+        return loc == other
+    shorter = min(len(loc), len(other))
+    return loc[:shorter] == other[:shorter]
 
 
 def _is_union_tag(part: Any) -> bool:
@@ -149,7 +201,16 @@ def _format_loc(loc: Loc) -> str:
     return out
 
 
-def _explain(item: Mapping[str, Any], model: type[BaseModel] | None = None) -> str:
+def _explain(
+    item: Mapping[str, Any],
+    model: type[BaseModel] | None = None,
+    hidden: list[str] | None = None,
+) -> str:
+    """A plain-English message for one pydantic error.
+
+    When ``hidden`` names variables whose values went into the key, the value is never shown:
+    the message says which reference it came from instead.
+    """
     kind = item.get("type", "")
     message = str(item.get("msg", "invalid value"))
     loc = tuple(item.get("loc", ()))
@@ -174,18 +235,30 @@ def _explain(item: Mapping[str, Any], model: type[BaseModel] | None = None) -> s
         return "needs at least one sink (a list of mappings with 'name' and 'type')"
     if kind == "value_error":
         message = message.removeprefix("Value error, ")
+    shown = item.get("input")
+    got = _shown(shown, hidden)
     if kind == "string_pattern_mismatch" and item.get("loc") == ("pipeline",):
         return (
             "must be 1-100 characters of letters, digits, '_', '.', '-' "
-            f"starting with a letter or digit (got {item.get('input')!r})"
+            f"starting with a letter or digit (got {got})"
         )
-    shown = item.get("input")
     if kind not in ("missing",) and not isinstance(shown, (dict, list)) and shown is not None:
-        text = repr(shown)
-        if len(text) > 60:
-            text = text[:57] + "..."
-        return f"{message} (got {text})"
+        return f"{message} (got {got})"
     return message
+
+
+def _shown(value: Any, hidden: list[str] | None) -> str:
+    """A short repr of an offending value, or where it came from when it came from ``${...}``."""
+    if hidden:
+        refs = ", ".join(f"${{{name}}}" for name in dict.fromkeys(hidden))
+        return f"the value of {refs}, not shown"
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        text = f"a {type(value).__name__} too long to show"
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text
 
 
 def _describe_type(annotation: Any) -> str:
@@ -264,18 +337,149 @@ def _interpolate(
             )
             return ""
         if name in env:
+            problems.substituted.setdefault(loc, []).append(name)
+            problems.resolved.append(env[name])
             return env[name]
         if sep:
             return default
         problems.unresolved.add(loc)
-        problems.add(
-            loc,
-            f"environment variable {name} is not set (referenced as ${{{name}}}; "
-            f"set it or write ${{{name}:-default}})",
-        )
+        problems.unset.setdefault(name, []).append(loc)
         return ""
 
     return _REFERENCE.sub(replace, value)
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """The document exceeds one of the loader's limits (depth, aliases, expanded size)."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit, an alias-use limit and located value errors."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Compose one node, refusing too deep nesting and too many alias uses."""
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise _LimitError(
+                    None,
+                    None,
+                    f"more than {MAX_ALIASES} alias uses (*name); expected a pipeline file, "
+                    "not generated data",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _LimitError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_DEPTH} levels of mappings and lists; "
+                    "expected a pipeline file (a few levels deep)",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """Construct one value; a located YAML error for a value Python refuses.
+
+        For example a 5,000-digit integer, or the date 2024-13-45.
+        """
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError, RecursionError) as exc:
+            detail = str(exc).split(";")[0].split(":")[0].strip() or type(exc).__name__
+            raise _LimitError(
+                None, None, f"cannot read this value: {detail}", node.start_mark
+            ) from None
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document too large once its aliases are expanded, or one that contains itself.
+
+    Expanded means more than :data:`MAX_NODES` nodes; containing itself is ``&a [*a]``. The
+    check is linear in the number of distinct nodes (each node's size is computed once).
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _LimitError(
+                None,
+                None,
+                "an alias refers to a mapping or list that contains it (a recursive "
+                "structure); expected plain values",
+                node.start_mark,
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+        open_nodes.discard(key)
+        if total > MAX_NODES:
+            raise _LimitError(
+                None,
+                None,
+                f"aliases here expand to more than {MAX_NODES:,} values (an alias bomb?); "
+                "expected a pipeline file",
+                node.start_mark,
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def _load_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
+    """Compose and construct one YAML document within the limits; ConfigError when invalid."""
+    loader: _BoundedLoader | None = None
+    try:
+        loader = _BoundedLoader(text)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{mark.line + 1}: column {mark.column + 1}" if mark is not None else "?"
+        hint = (
+            ""
+            if isinstance(exc, _LimitError)
+            else " (check the indentation, and quote values that contain ': ' or ' #')"
+        )
+        raise ConfigError(f"{path}:{where}: invalid YAML: {exc.problem}{hint}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        raise ConfigError(
+            f"{path}:{line}: invalid YAML: character U+{int(exc.character):04X} is not allowed "
+            "in a YAML file (control characters must be escaped in a double-quoted string)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}:1: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}:1: invalid YAML: nested too deeply; expected a pipeline file"
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return node, data
 
 
 def _validate_component(
@@ -305,18 +509,7 @@ def _validate_component(
 def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) -> PipelineConfig:
     """Parse and validate pipeline YAML ``text`` as if read from ``path``."""
     env = os.environ if env is None else env
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{mark.line + 1}: column {mark.column + 1}" if mark is not None else "?"
-        raise ConfigError(
-            f"{path}:{where}: invalid YAML: {exc.problem} (check the indentation, and "
-            "quote values that contain ': ' or ' #')"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    node, data = _load_yaml(text, path)
     duplicates: list[tuple[Loc, int, int]] = []
     lines = _line_map(node, duplicates)
     problems = _Problems(path, lines)
@@ -331,6 +524,8 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
         problems.add((), "a pipeline file must be a mapping with 'pipeline', 'source' and 'sinks'")
         problems.raise_if_any()
     data = _interpolate(data, env, (), problems)
+    scrub.register(problems.resolved)
+    problems.report_unset()
     try:
         top = _Top.model_validate(data)
     except ValidationError as exc:
@@ -402,9 +597,25 @@ def load_pipeline(path: str | Path, env: Mapping[str, str] | None = None) -> Pip
     """Read, interpolate and validate the pipeline file at ``path``."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such pipeline file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read the pipeline file: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the pipeline file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{file}: the pipeline file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; "
+            "expected a pipeline file, not data"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{file.resolve()}:{line}: column {column}: not UTF-8 text "
+            f"(byte 0x{raw[exc.start]:02x}); "
+            "a pipeline file must be UTF-8"
+        ) from None
     return parse_pipeline(text, file.resolve(), env)
