@@ -123,6 +123,13 @@ class DeadLetterWriter:
     def close(self) -> None:
         """Release resources."""
 
+    def check(self) -> list[str]:
+        """Problems that would stop a run (cannot create, unreachable); empty when fine.
+
+        Must not create or write anything. Messages start with ``dead_letter:``.
+        """
+        return []
+
     def describe(self) -> list[str]:
         """Human-readable summary lines."""
         return []

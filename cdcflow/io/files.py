@@ -168,8 +168,42 @@ class DeadLetterFileWriter(DeadLetterWriter):
         self.__init__(path)  # type: ignore[misc]
 
     def open(self) -> None:
-        """Create the parent directory."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the parent directory; SinkError naming ``dead_letter`` when it cannot."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(
+                f"dead_letter: cannot create the directory {self.path.parent} for the "
+                f"dead-letter file: {exc.strerror or exc}"
+            ) from None
+        if self.path.is_dir():
+            raise SinkError(f"dead_letter: {self.path} is a directory; expected a file path")
+
+    def check(self) -> list[str]:
+        """The file (or the directory it would be created in) must be writable.
+
+        Nothing is created: the nearest existing ancestor of a missing directory must be a
+        writable directory.
+        """
+        if self.path.is_dir():
+            return [f"dead_letter: {self.path} is a directory; expected a file path"]
+        if self.path.exists():
+            if not os.access(self.path, os.W_OK):
+                return [f"dead_letter: cannot write the dead-letter file {self.path}"]
+            return []
+        ancestor = self.path.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            return [
+                f"dead_letter: cannot create the directory {self.path.parent} for the "
+                f"dead-letter file: {ancestor} is not a directory"
+            ]
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            return [
+                f"dead_letter: cannot create {self.path}: no permission to write in {ancestor}"
+            ]
+        return []
 
     def write(self, letters: Sequence[DeadLetter]) -> None:
         """Append ``letters`` durably."""
@@ -182,7 +216,9 @@ class DeadLetterFileWriter(DeadLetterWriter):
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
-            raise SinkError(f"cannot write dead letters to {self.path}: {exc}") from exc
+            raise SinkError(
+                f"dead_letter: cannot write dead letters to {self.path}: {exc.strerror or exc}"
+            ) from exc
 
     def describe(self) -> list[str]:
         """How many dead letters the file holds."""

@@ -166,6 +166,26 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
             self._producer.flush(self.flush_timeout_s)
             self._producer = None
 
+    def check(self, timeout_s: float = 10.0) -> list[str]:
+        """The brokers answer a metadata request within ``timeout_s`` (nothing is produced)."""
+        try:
+            kafka = _kafka()
+        except ImportError as exc:
+            return [f"dead_letter: {exc}"]
+        config: dict[str, Any] = dict(client_settings(self.producer_config))
+        config.update({"bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True})
+        try:
+            producer = kafka.Producer(config, logger=client_log)
+        except kafka.KafkaException as exc:
+            return [f"dead_letter: invalid Kafka producer settings: {exc}"]
+        try:
+            producer.list_topics(timeout=timeout_s)
+        except kafka.KafkaException as exc:
+            return [f"dead_letter: cannot reach Kafka at {self.bootstrap_servers}: {exc}"]
+        finally:
+            producer.flush(0)
+        return []
+
     def describe(self) -> list[str]:
         """Where the dead letters go."""
         return [f"dead letters: Kafka topic {self.topic} on {self.bootstrap_servers}"]

@@ -138,7 +138,10 @@ def _stop_on_signals(enabled: bool) -> Iterator[None]:
             # committed, so a rerun loses nothing. (Raising here could leave Beam's threads
             # waiting on each other.)
             log.warning("%s again: aborting without finishing the batch in hand", name)
-            sys.stderr.write(f"error: aborted by a second {name} before the run finished\n")
+            from cdcflow.logs import error_line
+
+            sys.stderr.write(error_line(f"aborted by a second {name} before the run finished"))
+            sys.stderr.write("\n")
             sys.stderr.flush()
             os._exit(1)
         log.warning("%s: finishing the batch in hand, committing, then stopping", name)

@@ -1,23 +1,30 @@
 """The ``cdcflow`` command line.
 
 Exit codes: 0 success, 2 bad usage or configuration, 1 runtime failure (ARCHITECTURE §6).
+
+No traceback reaches a user unless ``--log-level debug`` is given: every command ends an
+unexpected exception with one ``error:`` line naming the component that failed (exit 1), a
+:class:`~cdcflow.errors.ConfigError` with exit 2. Error lines follow ``--log-format`` and are
+scrubbed of secrets (:mod:`cdcflow.logs`, :mod:`cdcflow.scrub`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import click
 
 from cdcflow import __version__
 from cdcflow.errors import CdcflowError, ConfigError
-from cdcflow.logs import configure_logging
+from cdcflow.logs import configure_logging, error_line
+from cdcflow.scrub import scrub
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -26,17 +33,111 @@ EXIT_USAGE = 2
 log = logging.getLogger("cdcflow.cli")
 
 
-def _fail_config(error: ConfigError) -> None:
-    click.echo(f"error: {error}", err=True)
+def report_error(message: object) -> None:
+    """Print one ``error:`` line (or JSON object) to stderr, scrubbed of secrets."""
+    click.echo(error_line(str(message)), err=True)
+
+
+def _fail_config(error: ConfigError) -> NoReturn:
+    report_error(error)
     sys.exit(EXIT_USAGE)
 
 
-def _fail_runtime(error: BaseException) -> None:
-    click.echo(f"error: {error}", err=True)
+def _fail_runtime(error: BaseException | str) -> NoReturn:
+    report_error(str(error) or type(error).__name__)
     sys.exit(EXIT_RUNTIME)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_BEAM_STEP = re.compile(r"while running '([^']+)'")
+
+
+def _component_of(exc: BaseException, default: str) -> str:
+    """Which part of the pipeline ``exc`` came from, from Beam's step label when it has one.
+
+    ``Write:mirror`` is ``sink 'mirror'``, ``StoreDeadLetters`` is ``dead_letter``,
+    ``Transform0:redact`` is ``transforms[0] (redact)``; otherwise ``default``.
+    """
+    found = _BEAM_STEP.findall(_chain_text(exc))
+    if not found:
+        return default
+    label = found[-1].split("/")[0]
+    if label.startswith("Write:"):
+        return f"sink {label.removeprefix('Write:')!r}"
+    if label.startswith("StoreDeadLetters"):
+        return "dead_letter"
+    if label.startswith("Transform"):
+        index, _, name = label.removeprefix("Transform").partition(":")
+        return f"transforms[{index}] ({name})" if name else f"transforms[{index}]"
+    if label.startswith("Decode"):
+        return "decode"
+    if label.startswith("Read"):
+        return "source"
+    return default
+
+
+def _without_step_label(exc: BaseException) -> str:
+    """A cdcflow error's text without the ``[while running 'STEP']`` Beam appends to it.
+
+    cdcflow's messages name their component themselves (``sink 'mirror': ...``,
+    ``dead_letter: ...``); Beam's label names the step that happened to call it.
+    """
+    text = str(exc) or type(exc).__name__
+    return re.sub(r"\s*\[while running '[^']*'\]", "", text)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes/contexts, outermost first (cycles cut)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _chain_text(exc: BaseException) -> str:
+    return "\n".join(str(e) for e in _chain(exc))
+
+
+def describe_unexpected(exc: BaseException, component: str) -> str:
+    """One line for an unexpected exception: ``COMPONENT: TYPE: first line of the message``.
+
+    The innermost exception of the chain is the one named (Beam wraps a step's error in its
+    own); its message is cut to the first line and scrubbed.
+    """
+    where = _component_of(exc, component)
+    inner = _chain(exc)[-1]
+    text = (str(inner).strip().splitlines() or [""])[0]
+    text = _BEAM_STEP.sub("", text).replace("[]", "").strip()
+    if len(text) > 300:
+        text = text[:297] + "..."
+    detail = f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+    return scrub(f"{where}: unexpected error: {detail} (traceback with --log-level debug)")
+
+
+class _Main(click.Group):
+    """The command group, ending every command's unexpected exceptions with one error line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; ConfigError -> exit 2, other errors -> one ``error:`` line, exit 1."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConfigError as exc:
+            log.debug("configuration error", exc_info=True)
+            _fail_config(exc)
+        except CdcflowError as exc:
+            log.debug("command failed", exc_info=True)
+            _fail_runtime(exc)
+        except Exception as exc:  # the last line of defence: no tracebacks
+            log.debug("unexpected error", exc_info=True)
+            command = ctx.invoked_subcommand or "cdcflow"
+            report_error(describe_unexpected(exc, f"cdcflow {command}"))
+            sys.exit(EXIT_RUNTIME)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cdcflow")
 @click.option(
     "--log-format",
@@ -107,11 +208,10 @@ def run(
         config = load_pipeline(pipeline_file)
     except ConfigError as exc:
         _fail_config(exc)
-        return
     args = [f"--runner={runner}"]
     for option in beam_options:
         if "=" not in option:
-            click.echo(f"error: --beam-option expects KEY=VALUE (got {option!r})", err=True)
+            report_error(f"--beam-option expects KEY=VALUE (got {option!r})")
             sys.exit(EXIT_USAGE)
         args.append(f"--{option.lstrip('-')}")
     started = time.monotonic()
@@ -121,18 +221,20 @@ def run(
         report = run_beam(config, args, until_caught_up=until_caught_up)
     except ConfigError as exc:
         _fail_config(exc)
-        return
     except CdcflowError as exc:
-        _fail_runtime(exc)
-        return
+        log.debug("pipeline failed", exc_info=True)
+        _fail_runtime(_without_step_label(exc))
     except Exception as exc:
-        log.exception("pipeline failed")
-        _fail_runtime(_root_cause(exc))
-        return
+        log.debug("pipeline failed", exc_info=True)
+        cause = _root_cause(exc)
+        if isinstance(cause, CdcflowError):
+            _fail_runtime(_without_step_label(cause))
+        report_error(describe_unexpected(exc, f"pipeline {config.pipeline!r}"))
+        sys.exit(EXIT_RUNTIME)
     except KeyboardInterrupt:
         # Ctrl-C where no stop handler runs (file sources; Kafka sources stop cleanly on the
         # first signal): nothing after the last committed batch is lost by stopping here.
-        click.echo("error: aborted by signal before the run finished", err=True)
+        report_error("aborted by signal before the run finished")
         sys.exit(EXIT_RUNTIME)
     elapsed = time.monotonic() - started
     how = "stopped by signal after" if report.stopped_by_signal else "finished in"
@@ -161,7 +263,10 @@ def _root_cause(exc: BaseException) -> BaseException:
 def validate(pipeline_file: Path) -> None:
     """Check PIPELINE_FILE without moving data: configuration, reachability, permissions.
 
-    Every source and sink is checked; problems are listed and the exit code is 1.
+    The file is validated first (every problem listed as FILE:LINE: KEY: ...; exit code 2).
+    Then the source, every sink and the dead-letter destination are checked (files readable,
+    directories creatable, servers reachable): one error line per problem, exit code 1.
+    Exit code 0 when the pipeline is valid and every check passed.
     """
     from cdcflow.pipelines.config import load_pipeline
     from cdcflow.pipelines.plan import plan_pipeline
@@ -171,13 +276,19 @@ def validate(pipeline_file: Path) -> None:
         plan = plan_pipeline(config)
     except ConfigError as exc:
         _fail_config(exc)
-        return
-    problems = list(plan.source.check())
-    for writer in plan.writers:
-        problems.extend(writer.check())
+    checks: list[tuple[str, Any]] = [("source", plan.source)]
+    checks.extend((f"sink {writer.name!r}", writer) for writer in plan.writers)
+    checks.append(("dead_letter", plan.dead_letters))
+    problems: list[str] = []
+    for component, target in checks:
+        try:
+            problems.extend(target.check())
+        except Exception as exc:  # a check that crashes is a failed check
+            log.debug("checking %s failed", component, exc_info=True)
+            problems.append(describe_unexpected(exc, component))
     if problems:
         for problem in problems:
-            click.echo(f"error: {problem}", err=True)
+            report_error(problem)
         sys.exit(EXIT_RUNTIME)
     click.echo(
         f"{pipeline_file}: pipeline {config.pipeline!r} is valid "

@@ -34,7 +34,9 @@ JAR_OPTION_HELP = (
 
 
 def _fail(error: BaseException, code: int) -> None:
-    click.echo(f"error: {error}", err=True)
+    from cdcflow.logs import error_line
+
+    click.echo(error_line(str(error) or type(error).__name__), err=True)
     sys.exit(code)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from cdcflow.errors import ConfigError
+from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
@@ -75,13 +75,26 @@ def plan_pipeline(config: PipelineConfig) -> Plan:
 def _build(
     config: PipelineConfig, loc: Loc, component: ComponentConfig, context: BuildContext
 ) -> Any:
-    """Build one component; a ConfigError it raises is located in the pipeline file."""
+    """Build one component; a ConfigError it raises is located in the pipeline file.
+
+    A ``ValueError`` from a component's constructor is a configuration problem too (located,
+    exit code 2); any other exception becomes a :class:`CdcflowError` naming the component.
+    """
     try:
         return component.build(context)
     except ComponentError as exc:
         raise ConfigError(f"{config.locate((*loc, exc.key))}: {exc.detail}") from None
     except ConfigError as exc:
         raise ConfigError(f"{config.locate(loc)}: {exc}") from None
+    except CdcflowError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{config.locate(loc)}: {exc}") from None
+    except Exception as exc:
+        raise CdcflowError(
+            f"{config.locate(loc)}: cannot build this {component.type!r} component: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def resume_offsets(

@@ -57,6 +57,10 @@ class RedactingDeadLetterWriter(DeadLetterWriter):
         """Close the wrapped writer."""
         self.inner.close()
 
+    def check(self) -> list[str]:
+        """The wrapped writer's check."""
+        return self.inner.check()
+
     def describe(self) -> list[str]:
         """The wrapped writer's summary."""
         return self.inner.describe()
