@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 from pydantic import Field, field_validator
 
 from cdcflow.errors import SinkError
@@ -24,6 +25,7 @@ from cdcflow.io.base import DeadLetterWriter, Source
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, Position, RawBatch, RawRecord
+from cdcflow.scrub import scrub
 from cdcflow.transforms.decode import DecodeStep
 
 
@@ -147,6 +149,12 @@ class FileSourceConfig(ComponentConfig):
         )
 
 
+def scrubbed(letter: DeadLetter) -> DeadLetter:
+    """``letter`` with secrets masked in its reason (:mod:`cdcflow.scrub`); bytes untouched."""
+    reason = scrub(letter.reason)
+    return letter if reason == letter.reason else msgspec.structs.replace(letter, reason=reason)
+
+
 class DeadLetterFileWriter(DeadLetterWriter):
     """Append dead letters as canonical JSON lines (original bytes base64 in ``value_b64``).
 
@@ -209,7 +217,7 @@ class DeadLetterFileWriter(DeadLetterWriter):
         """Append ``letters`` durably."""
         if not letters:
             return
-        payload = b"".join(dumps(dead_letter_dict(letter)) + b"\n" for letter in letters)
+        payload = b"".join(dumps(dead_letter_dict(scrubbed(letter))) + b"\n" for letter in letters)
         try:
             with self._lock, self.path.open("ab") as handle:
                 handle.write(payload)

@@ -31,6 +31,7 @@ from cdcflow.io.kafka import ConfigValue, checked_client_config, client_log, cli
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
+from cdcflow.scrub import scrub
 
 _MANAGED = frozenset({"bootstrap.servers", "enable.idempotence"})
 _MAX_HEADER = 4096
@@ -55,7 +56,7 @@ def letter_headers(letter: DeadLetter, pipeline: str) -> list[tuple[str, bytes]]
     """The Kafka headers describing ``letter``."""
     failed_at = dt.datetime.fromtimestamp(letter.failed_at_ms / 1000, tz=dt.UTC)
     headers = [
-        ("cdcflow.reason", _text(letter.reason)),
+        ("cdcflow.reason", _text(scrub(letter.reason))),
         ("cdcflow.error.type", _text(letter.error_type)),
         ("cdcflow.step", _text(letter.step)),
         ("cdcflow.pipeline", _text(pipeline)),

@@ -38,8 +38,13 @@ def report_error(message: object) -> None:
     click.echo(error_line(str(message)), err=True)
 
 
+def say(text: str) -> None:
+    """Print one line of command output to stdout, scrubbed of secrets."""
+    click.echo(scrub(text))
+
+
 def _fail_config(error: ConfigError) -> NoReturn:
-    report_error(error)
+    report_error(_without_step_label(error))
     sys.exit(EXIT_USAGE)
 
 
@@ -59,7 +64,7 @@ def _component_of(exc: BaseException, default: str) -> str:
     """
     found = _BEAM_STEP.findall(_chain_text(exc))
     if not found:
-        return default
+        return _component_in_traceback(exc) or default
     label = found[-1].split("/")[0]
     if label.startswith("Write:"):
         return f"sink {label.removeprefix('Write:')!r}"
@@ -73,6 +78,27 @@ def _component_of(exc: BaseException, default: str) -> str:
     if label.startswith("Read"):
         return "source"
     return default
+
+
+def _component_in_traceback(exc: BaseException) -> str | None:
+    """The innermost source, sink, dead-letter sink or step whose method raised ``exc``."""
+    from cdcflow.io.base import DeadLetterWriter, Source, Writer
+
+    found: str | None = None
+    for error in reversed(_chain(exc)):
+        tb = error.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            if isinstance(owner, Writer):
+                found = f"sink {owner.name!r}"
+            elif isinstance(owner, DeadLetterWriter):
+                found = "dead_letter"
+            elif isinstance(owner, Source):
+                found = "source"
+            tb = tb.tb_next
+        if found is not None:
+            return found
+    return None
 
 
 def _without_step_label(exc: BaseException) -> str:
@@ -238,14 +264,14 @@ def run(
         sys.exit(EXIT_RUNTIME)
     elapsed = time.monotonic() - started
     how = "stopped by signal after" if report.stopped_by_signal else "finished in"
-    click.echo(f"pipeline {config.pipeline!r} {how} {elapsed:.1f}s")
-    click.echo(f"  records read: {report.records_read}")
+    say(f"pipeline {config.pipeline!r} {how} {elapsed:.1f}s")
+    say(f"  records read: {report.records_read}")
     for sink, count in sorted(report.written.items()):
-        click.echo(f"  events written to {sink}: {count}")
+        say(f"  events written to {sink}: {count}")
     for line in report.sink_lines:
-        click.echo(f"  {line}")
+        say(f"  {line}")
     for line in report.dead_letter_lines:
-        click.echo(f"  {line}")
+        say(f"  {line}")
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -290,7 +316,7 @@ def validate(pipeline_file: Path) -> None:
         for problem in problems:
             report_error(problem)
         sys.exit(EXIT_RUNTIME)
-    click.echo(
+    say(
         f"{pipeline_file}: pipeline {config.pipeline!r} is valid "
         f"({len(config.sinks)} sink{'s' if len(config.sinks) != 1 else ''}, "
         f"{len(config.transforms)} transform{'s' if len(config.transforms) != 1 else ''})"

@@ -134,7 +134,7 @@ class _Problems:
             if probe in self.lines:
                 return self.lines[probe]
             probe = probe[:-1]
-        return self.lines.get((), None)
+        return self.lines.get((), 1)
 
     def add(self, loc: Loc, message: str, line: int | None = None) -> None:
         line = self.line_of(loc) if line is None else line
@@ -237,6 +237,11 @@ def _explain(
         message = message.removeprefix("Value error, ")
     shown = item.get("input")
     got = _shown(shown, hidden)
+    if hidden:
+        # A validator's own "(got VALUE)": the value is masked, say where it came from instead.
+        message = re.sub(r"\s*\(got '\*\*\*'\)", "", scrub.scrub(message))
+        if not isinstance(shown, (dict, list)):
+            return f"{message} (got {got})"
     if kind == "string_pattern_mismatch" and item.get("loc") == ("pipeline",):
         return (
             "must be 1-100 characters of letters, digits, '_', '.', '-' "
