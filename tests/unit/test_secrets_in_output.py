@@ -75,7 +75,9 @@ def test_every_builtin_component_gets_secrets() -> None:
 
 
 CASES = [
-    pytest.param(everything, label, pipeline, planter, id=f"{label}-{'all' if everything else 'strings'}")
+    pytest.param(
+        everything, label, pipeline, planter, id=f"{label}-{'all' if everything else 'strings'}"
+    )
     for everything in (False, True)
     for label, pipeline, planter in pipelines(everything)
 ]
@@ -185,7 +187,7 @@ def test_literal_dsn_password_is_scrubbed_from_connection_errors(tmp_path: Path)
         ("host=db password = 'a b\\'c' user=x", "host=db password = *** user=x"),
         ("https://h/x?user=u&password=hunter22&x=1", "https://h/x?user=u&password=***&x=1"),
         ("{'sasl.password': 'hunter22'}", "{'sasl.password': ***}"),
-        ('password authentication failed for user "app"', 'password authentication failed for user "app"'),
+        ('password authentication failed for "app"', 'password authentication failed for "app"'),
         ("clickhouse://default@h:9000/db", "clickhouse://default@h:9000/db"),
     ],
 )
