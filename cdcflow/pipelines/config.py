@@ -451,14 +451,21 @@ def _check_expansion(root: yaml.Node) -> None:
     size(root)
 
 
-def _load_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
-    """Compose and construct one YAML document within the limits; ConfigError when invalid."""
+def _load_yaml(
+    text: str, path: Path, duplicates: list[tuple[Loc, int, int]]
+) -> tuple[dict[Loc, int], Any]:
+    """Compose and construct one YAML document within the limits; ConfigError when invalid.
+
+    Returns the line map (see :func:`_line_map`, built before merge keys are flattened, so
+    a key given next to ``<<: *anchor`` is not a duplicate) and the data.
+    """
     loader: _BoundedLoader | None = None
     try:
         loader = _BoundedLoader(text)
         node = loader.get_single_node()
         if node is not None:
             _check_expansion(node)
+        lines = _line_map(node, duplicates)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -484,7 +491,7 @@ def _load_yaml(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
     finally:
         if loader is not None:
             loader.dispose()
-    return node, data
+    return lines, data
 
 
 def _validate_component(
@@ -514,9 +521,8 @@ def _validate_component(
 def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) -> PipelineConfig:
     """Parse and validate pipeline YAML ``text`` as if read from ``path``."""
     env = os.environ if env is None else env
-    node, data = _load_yaml(text, path)
     duplicates: list[tuple[Loc, int, int]] = []
-    lines = _line_map(node, duplicates)
+    lines, data = _load_yaml(text, path, duplicates)
     problems = _Problems(path, lines)
     for loc, first, again in duplicates:
         problems.add(
