@@ -193,6 +193,12 @@ class DeadLetterFileWriter(DeadLetterWriter):
         Nothing is created: the nearest existing ancestor of a missing directory must be a
         writable directory.
         """
+        try:
+            return self._check()
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            return [f"dead_letter: cannot use {self.path}: {exc.strerror or exc}"]
+
+    def _check(self) -> list[str]:
         if self.path.is_dir():
             return [f"dead_letter: {self.path} is a directory; expected a file path"]
         if self.path.exists():

@@ -193,6 +193,15 @@ def test_validate_refuses_a_dead_letter_path_that_is_a_directory(tmp_path: Path)
     )
 
 
+def test_dead_letter_path_too_long_is_a_check_problem(tmp_path: Path) -> None:
+    from cdcflow.io.files import DeadLetterFileWriter
+
+    problems = DeadLetterFileWriter(tmp_path / ("y" * 5000) / "dead.jsonl").check()
+    assert len(problems) == 1
+    assert problems[0].startswith(f"dead_letter: cannot use {tmp_path}/yyy")
+    assert problems[0].endswith("File name too long")
+
+
 def test_run_error_from_the_dead_letter_sink_names_dead_letter(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file")
     _project(
