@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cdcflow.scrub import scrub
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -74,6 +76,7 @@ def flat_name(name: str, labels: Labels) -> str:
 
 
 def _escape(value: str) -> str:
+    value = scrub(value)  # a label never carries a ${...} value or a DSN password
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 

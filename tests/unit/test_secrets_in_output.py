@@ -216,3 +216,14 @@ def test_log_formatters_scrub_messages_and_tracebacks() -> None:
         assert "Lg9-secret-in-a-log" not in text
         assert "pw123" not in text
         assert "saw ***" in text
+
+
+def test_metric_labels_are_scrubbed() -> None:
+    from cdcflow.metrics import Counters, prometheus_text
+
+    scrub.register(["Mt3-secret-table-name"])
+    counters = Counters()
+    counters.inc("rows", {"table": "shop.Mt3-secret-table-name", "dsn": "pg://u:pw9@h/db"})
+    text = prometheus_text(counters)
+    assert "Mt3-secret-table-name" not in text and "pw9" not in text
+    assert 'table="shop.***"' in text
