@@ -26,6 +26,7 @@ from typing import IO, Any
 import click
 
 from cdcflow.errors import CdcflowError, ConfigError, missing_extra
+from cdcflow.logs import error_line
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -291,5 +292,5 @@ def produce(
 
 
 def _fail(error: BaseException, code: int) -> None:
-    click.echo(f"error: {error}", err=True)
+    click.echo(error_line(str(error)), err=True)
     sys.exit(code)

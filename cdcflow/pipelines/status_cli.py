@@ -32,6 +32,7 @@ import click
 from click.core import ParameterSource
 
 from cdcflow.errors import CdcflowError, ConfigError
+from cdcflow.logs import error_line
 
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -121,7 +122,7 @@ def pipeline_status(pipeline_file: Path) -> int:
         config = load_pipeline(pipeline_file)
         plan = plan_pipeline(config)
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(error_line(str(exc)), err=True)
         return EXIT_USAGE
     code = EXIT_OK
     source_type = getattr(config.all_sources[0], "type", "?")
@@ -146,7 +147,7 @@ def pipeline_status(pipeline_file: Path) -> int:
             positions = writer.stored_positions()
         except CdcflowError as exc:
             click.echo(f"{header}: positions unknown")
-            click.echo(f"error: {exc}", err=True)
+            click.echo(error_line(str(exc)), err=True)
             code = EXIT_RUNTIME
             continue
         click.echo(f"{header}:")
@@ -159,7 +160,7 @@ def pipeline_status(pipeline_file: Path) -> int:
         except CdcflowError as exc:
             source_problem = f"source ({source_type}): {exc}"
     if source_problem is not None:
-        click.echo(f"error: {source_problem}", err=True)
+        click.echo(error_line(str(source_problem)), err=True)
         code = EXIT_RUNTIME
     return code
 
