@@ -360,3 +360,48 @@ def test_value_from_the_environment_is_not_shown_in_a_validation_error() -> None
     assert "hunter2" not in str(info.value)
     assert "source.batch_size: Input should be a valid integer" in str(info.value)
     assert "(got the value of ${SIZE}, not shown)" in str(info.value)
+
+
+# -- naming the component of an unexpected error --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "component"),
+    [
+        ("Write:mirror/ParDo(_WriteFn)", "sink 'mirror'"),
+        ("StoreDeadLetters/ParDo(_StoreDeadLettersFn)", "dead_letter"),
+        ("Transform0:redact/ParDo(_StepFn)", "transforms[0] (redact)"),
+        ("Decode/ParDo(_AheadStepFn)", "decode"),
+        ("Read/ParDo(_ReadFn)", "source"),
+        ("Something/Else", "pipeline 'p'"),
+    ],
+)
+def test_beam_step_labels_name_the_component(label: str, component: str) -> None:
+    from cdcflow.pipelines.failures import describe_unexpected
+
+    error = ValueError(f"bad col [while running '{label}']")
+    assert describe_unexpected(error, "pipeline 'p'") == (
+        f"{component}: unexpected error: ValueError: bad col (traceback with --log-level debug)"
+    )
+
+
+def test_the_raising_method_names_the_component_outside_beam() -> None:
+    from cdcflow.io.base import Writer
+    from cdcflow.pipelines.failures import describe_unexpected
+
+    class Broken(Writer):
+        name = "warehouse"
+
+        def open(self) -> None:
+            raise OSError("disk on fire\nsecond line")
+
+    try:
+        Broken().open()
+    except OSError as exc:
+        wrapped = RuntimeError("outer")
+        wrapped.__cause__ = exc
+        text = describe_unexpected(wrapped, "cdcflow run")
+    assert text == (
+        "sink 'warehouse': unexpected error: OSError: disk on fire "
+        "(traceback with --log-level debug)"
+    )
