@@ -105,6 +105,11 @@ def configure_logging(fmt: str = "text", level: str = "warning") -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if _state["debug"] else logging.WARNING)
 
 
+def json_logs() -> bool:
+    """True when the CLI runs with ``--log-format json``."""
+    return _state["format"] == "json"
+
+
 def debug_enabled() -> bool:
     """True when the CLI runs with ``--log-level debug``."""
     return bool(_state["debug"])

@@ -22,7 +22,7 @@ import click
 
 from cdcflow import __version__
 from cdcflow.errors import CdcflowError, ConfigError
-from cdcflow.logs import configure_logging, error_line
+from cdcflow.logs import configure_logging, error_line, json_logs
 from cdcflow.pipelines.failures import describe_unexpected, root_cause, without_step_label
 from cdcflow.scrub import scrub
 
@@ -60,7 +60,13 @@ class _Main(click.Group):
         """Run the command; ConfigError -> exit 2, other errors -> one ``error:`` line, exit 1."""
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+        except click.exceptions.ClickException as exc:
+            if not json_logs():
+                raise
+            # --log-format json: a usage error is one JSON object too (click prints text).
+            report_error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.Abort):
             raise
         except ConfigError as exc:
             log.debug("configuration error", exc_info=True)

@@ -136,6 +136,14 @@ def test_json_log_format_for_a_configuration_error(tmp_path: Path) -> None:
     assert f"{path}:3: sinks[0].naming" in record["message"]
 
 
+def test_json_log_format_for_a_usage_error(tmp_path: Path) -> None:
+    result = _cli(tmp_path, "--log-format", "json", "run", "pipeline.yaml", "--runner")
+    assert result.returncode == 2
+    (record,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert record["level"] == "error"
+    assert record["message"] == "Option '--runner' requires an argument."
+
+
 def test_beam_info_logs_are_quiet_unless_debug(tmp_path: Path) -> None:
     _project(tmp_path, "sinks: [{name: m, type: sqlite, path: out/m.sqlite}]\n")
     info = _cli(tmp_path, "--log-format", "json", "--log-level", "info", "run", "pipeline.yaml")
