@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.pipelines.config import MAX_ALIASES, MAX_DEPTH, load_pipeline, parse_pipeline
+from cdcflow.pipelines.config import load_pipeline, parse_pipeline
+from cdcflow.pipelines.yaml_limits import MAX_ALIASES, MAX_DEPTH
 from tests.console import REPO, cdcflow_script
 
 CHANGE = (
