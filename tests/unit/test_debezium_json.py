@@ -225,13 +225,13 @@ def test_schema_is_compiled_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(debezium_json, "_compile_value_schema", counting)
     field_calls: list[str] = []
-    real_converter_for = debezium_json.converter_for
+    real_converter_for = logical_names.converter_for
 
     def counting_converter_for(name: Any, base: str, params: dict[str, str]) -> Any:
         field_calls.append(base)
         return real_converter_for(name, base, params)
 
-    monkeypatch.setattr(debezium_json, "converter_for", counting_converter_for)
+    monkeypatch.setattr(logical_names, "converter_for", counting_converter_for)
     decoder = DebeziumJsonDecoder()
     products = lines("postgres/with_schema.jsonl")[:4]
     orders = lines("mysql/with_schema.jsonl")
