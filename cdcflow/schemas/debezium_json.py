@@ -432,6 +432,8 @@ class DebeziumJsonDecoder:
             raise DecodeError(
                 f"a Debezium message must be a JSON object, got {type(payload).__name__}"
             )
+        if value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH:
+            _check_depth(payload)  # rare: only messages with many brackets are walked
         # One scan of the bytes (past the schema block) tells whether any row image can hold
         # a TOAST placeholder; row images are only searched when it says so.
         self._maybe_unavailable = (
@@ -945,6 +947,22 @@ def _mongo_key(value: Any) -> Any:
         except (msgspec.DecodeError, DecodeError):
             return value
     return ejson.convert_value(value)
+
+
+#: The deepest nesting of objects and arrays a message may have (MongoDB allows 100 levels in
+#: a document; the envelope adds two). Deeper input is refused before any step recurses on it.
+MAX_DEPTH = 200
+
+
+def _check_depth(payload: Any) -> None:
+    """Raise :class:`DecodeError` when ``payload`` nests deeper than :data:`MAX_DEPTH`."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"the message nests objects and arrays deeper than {MAX_DEPTH}")
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
 
 
 def as_decode_error(exc: BaseException) -> DecodeError:
