@@ -35,7 +35,7 @@ import msgspec
 from cdcflow.errors import DecodeError
 from cdcflow.schemas import ejson
 from cdcflow.schemas.connect import RowChecker, compile_struct
-from cdcflow.schemas.logical import JSON_DECODER, UNAVAILABLE_PLACEHOLDER
+from cdcflow.schemas.logical import JSON_DECODER, UNAVAILABLE_PLACEHOLDER, exact_json_float
 from cdcflow.schemas.model import (
     ChangeEvent,
     Column,
@@ -87,8 +87,8 @@ class _WrappedKey(msgspec.Struct):
     payload: msgspec.Raw = msgspec.Raw(b"")
 
 
-_wrapped_decoder = msgspec.json.Decoder(_Wrapped)
-_wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey)
+_wrapped_decoder = msgspec.json.Decoder(_Wrapped, float_hook=exact_json_float)
+_wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey, float_hook=exact_json_float)
 _any_decoder = JSON_DECODER
 _NULL = msgspec.Raw(b"null")
 _WRAPPER_KEYS = frozenset({"schema", "payload"})
