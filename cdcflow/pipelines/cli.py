@@ -306,7 +306,7 @@ def decode(
     message; an unreachable schema registry stops the command with exit code 1.
     """
     from cdcflow.schemas.canonical import decoded_dict, dumps
-    from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+    from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, as_decode_error
     from cdcflow.schemas.model import Position
 
     decoder: Any
@@ -366,6 +366,8 @@ def decode(
             out.flush()
             _fail_runtime(exc)
         except Exception as exc:  # noqa: BLE001 - every bad line becomes an error object
+            if not isinstance(exc, CdcflowError):
+                exc = as_decode_error(exc)  # e.g. a value too deep to encode
             failed += 1
             chunk.append(
                 dumps(

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cdcflow.errors import DecodeError, missing_extra
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling
+from cdcflow.errors import CdcflowError, DecodeError, missing_extra
+from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling, as_decode_error
 from cdcflow.schemas.logical import (
     CONNECT_DATE,
     CONNECT_DECIMAL,
@@ -262,7 +262,11 @@ def _logical(schema: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
     if name is None:
         name = _AVRO_LOGICAL.get(str(schema.get("logicalType")))
     if name == CONNECT_DECIMAL and "scale" not in parameters:
-        parameters["scale"] = str(schema.get("scale", 0))
+        if "scale" in schema:
+            parameters["scale"] = str(schema["scale"])
+        elif schema.get("logicalType") == "decimal":
+            parameters["scale"] = "0"  # the Avro specification's default scale
+        # else: a Connect Decimal without any scale, refused by converter_for
     return (str(name) if name is not None else None), parameters
 
 
@@ -452,7 +456,20 @@ class ConfluentAvroDecoder:
         key: bytes | None = None,
         topic: str | None = None,
     ) -> Decoded:
-        """Decode one message; raises :class:`DecodeError` when it cannot."""
+        """Decode one message; raises :class:`DecodeError` (and nothing else for bad input).
+
+        Registry failures keep their own types (the caller stops on them).
+        """
+        try:
+            return self._decode(value, position, key, topic)
+        except (DecodeError, CdcflowError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad input must end as a DecodeError
+            raise as_decode_error(exc) from None
+
+    def _decode(
+        self, value: bytes | None, position: Position, key: bytes | None, topic: str | None
+    ) -> Decoded:
         key_dict = self.decode_key(key)
         if value is None:
             return self._payloads.tombstone(position, key_dict, topic)

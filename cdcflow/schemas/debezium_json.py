@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
 
 from cdcflow.errors import DecodeError
 from cdcflow.schemas import ejson
-from cdcflow.schemas.logical import UNAVAILABLE_PLACEHOLDER, Converter, converter_for
+from cdcflow.schemas.connect import RowChecker, compile_struct
+from cdcflow.schemas.logical import JSON_DECODER, UNAVAILABLE_PLACEHOLDER, exact_json_float
 from cdcflow.schemas.model import (
     ChangeEvent,
     Column,
@@ -86,14 +87,14 @@ class _WrappedKey(msgspec.Struct):
     payload: msgspec.Raw = msgspec.Raw(b"")
 
 
-_wrapped_decoder = msgspec.json.Decoder(_Wrapped)
-_wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey)
-_any_decoder = msgspec.json.Decoder()
+_wrapped_decoder = msgspec.json.Decoder(_Wrapped, float_hook=exact_json_float)
+_wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey, float_hook=exact_json_float)
+_any_decoder = JSON_DECODER
 _NULL = msgspec.Raw(b"null")
 _WRAPPER_KEYS = frozenset({"schema", "payload"})
 _UNPARSED = object()
 
-RowConverter = Callable[[dict[str, Any]], None]
+RowConverter = RowChecker
 
 
 class _CompiledSchema:
@@ -103,7 +104,7 @@ class _CompiledSchema:
     ``"schema_change"`` or ``"heartbeat"``.
     """
 
-    __slots__ = ("_keyed", "kind", "row_converter", "table_schema")
+    __slots__ = ("_keyed", "error", "kind", "row_converter", "table_schema")
 
     def __init__(
         self, row_converter: RowConverter | None, table_schema: TableSchema | None, kind: str
@@ -111,6 +112,7 @@ class _CompiledSchema:
         self.row_converter = row_converter
         self.table_schema = table_schema
         self.kind = kind
+        self.error: str | None = None
         self._keyed: dict[tuple[str, ...], TableSchema] = {}
 
     @property
@@ -134,88 +136,42 @@ def _struct_fields(schema: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return fields if isinstance(fields, list) else []
 
 
-def _field_converter(schema: Mapping[str, Any]) -> Converter | None:
-    """Compile one field's schema into a value converter (None: keep the wire value)."""
-    base = schema.get("type")
-    logical = schema.get("name")
-    params = schema.get("parameters") or {}
-    conv = converter_for(logical, str(base), params)
-    if conv is not None:
-        return conv
-    if base == "struct":
-        inner = _row_converter(schema)
-        if inner is None:
-            return None
-        nested = inner
-
-        def convert_struct(value: Any) -> Any:
-            if isinstance(value, dict):
-                nested(value)
-            return value
-
-        return convert_struct
-    if base == "array":
-        items = schema.get("items")
-        item = _field_converter(items) if isinstance(items, dict) else None
-        if item is None:
-            return None
-        each = item
-
-        def convert_array(value: Any) -> Any:
-            return [None if v is None else each(v) for v in value]
-
-        return convert_array
-    if base == "map":
-        values = schema.get("values")
-        value_conv = _field_converter(values) if isinstance(values, dict) else None
-        if value_conv is None:
-            return None
-        each_value = value_conv
-
-        def convert_map(value: Any) -> Any:
-            return {k: None if v is None else each_value(v) for k, v in value.items()}
-
-        return convert_map
-    return None
-
-
-def _row_converter(struct_schema: Mapping[str, Any]) -> RowConverter | None:
-    """Compile a struct schema into an in-place row converter (None when nothing converts)."""
-    plan: list[tuple[str, Converter]] = []
-    for field in _struct_fields(struct_schema):
-        conv = _field_converter(field)
-        if conv is not None:
-            plan.append((str(field.get("field")), conv))
-    if not plan:
-        return None
-    steps = tuple(plan)
-
-    def convert(row: dict[str, Any]) -> None:
-        for name, conv in steps:
-            value = row.get(name)
-            if value is not None:
-                try:
-                    row[name] = conv(value)
-                except DecodeError as exc:
-                    raise DecodeError(f"column {name!r}: {exc}") from None
-                except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-                    raise DecodeError(f"column {name!r}: cannot decode {value!r}: {exc}") from None
-
-    return convert
-
-
 def _columns(struct_schema: Mapping[str, Any]) -> tuple[Column, ...]:
     return tuple(
         Column(
             name=str(f.get("field")),
             type=str(f.get("type")),
             logical=f.get("name"),
-            optional=bool(f.get("optional", True)),
+            optional=f.get("optional") is True,
             parameters={str(k): str(v) for k, v in (f.get("parameters") or {}).items()},
         )
         for f in _struct_fields(struct_schema)
         if not str(f.get("field", "")).startswith("__")
     )
+
+
+def _compile_key_schema(raw: bytes) -> RowConverter:
+    """Compile a key schema block into a checker (one that raises when it cannot be used)."""
+    try:
+        schema = _any_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        reason = f"the key schema block is not valid JSON: {exc}"
+    else:
+        if not isinstance(schema, dict) or schema.get("type") != "struct":
+            return _accept_key
+        try:
+            return compile_struct(schema)
+        except DecodeError as exc:
+            reason = f"the key schema block cannot be used: {exc}"
+
+    def refuse(row: dict[str, Any], absent: Any = ()) -> None:
+        raise DecodeError(reason)
+
+    return refuse
+
+
+def _accept_key(row: dict[str, Any], absent: Any = ()) -> None:
+    """The checker of a key whose schema is not a struct (a primitive key)."""
 
 
 #: Schema names (suffixes) of the messages that are not rows.
@@ -264,7 +220,7 @@ def _compile_value_schema(raw: bytes) -> _CompiledSchema:
         columns=_columns(row_schema),
     )
     return _CompiledSchema(
-        row_converter=_row_converter(row_schema), table_schema=table_schema, kind=kind
+        row_converter=compile_struct(row_schema), table_schema=table_schema, kind=kind
     )
 
 
@@ -307,7 +263,7 @@ def _source_info(source: Any, owned: bool = False) -> SourceInfo:
     return SourceInfo(
         connector=pop("connector", None),
         name=pop("name", None),
-        ts_ms=ts_ms if type(ts_ms) is int else None,
+        ts_ms=ts_ms if type(ts_ms) is int else _checked_int(ts_ms, "source.ts_ms"),
         snapshot=_normalise_snapshot(pop("snapshot", None)),
         database=pop("db", None),
         schema=pop("schema", None),
@@ -335,6 +291,20 @@ def _take_unavailable(row: dict[str, Any]) -> tuple[str, ...]:
     for name in missing:
         del row[name]
     return missing
+
+
+def _checked_int(value: Any, what: str) -> int | None:
+    """``value`` when it is an integer or null; a :class:`DecodeError` naming ``what`` else."""
+    if value is None or type(value) is int:
+        return value
+    raise DecodeError(
+        f"{what!r} must be an integer (epoch milliseconds) or null, got {type(value).__name__}"
+    )
+
+
+def _int_or_none(payload: Mapping[str, Any], name: str) -> int | None:
+    """The integer field ``name`` of ``payload`` (or None); other values are DecodeErrors."""
+    return _checked_int(payload.get(name), name)
 
 
 def _as_int_or_none(value: Any) -> int | None:
@@ -386,8 +356,19 @@ class DebeziumJsonDecoder:
 
         ``topic`` (the Kafka topic, when there is one) names the table when the message does
         not. A null, empty or ``null`` value is a tombstone. Raises :class:`DecodeError` with
-        the reason when the message cannot be decoded.
+        the reason when the message cannot be decoded, whatever the input (invalid UTF-8,
+        nesting too deep for the parser, values of the wrong type): no other exception escapes.
         """
+        try:
+            return self._decode(value, position, key, topic)
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - bad input must end as a DecodeError
+            raise as_decode_error(exc) from None
+
+    def _decode(
+        self, value: bytes | None, position: Position, key: bytes | None, topic: str | None
+    ) -> Decoded:
         decoded_key = self.decode_key(key) if key is not None else None
         if not value:
             return self.tombstone(position, decoded_key, topic)
@@ -430,6 +411,14 @@ class DebeziumJsonDecoder:
                 payload = self._parse(value)  # raises the reason (or: whitespace, a tombstone)
             if payload is None:
                 return self.tombstone(position, decoded_key, topic)
+            if type(payload) is dict and len(payload) == 1 and "payload" in payload:
+                # {"payload": ...} without a schema (several producers write it): the
+                # wrapper of a schemaless message.
+                inner = payload["payload"]
+                if inner is None:
+                    return self.tombstone(position, decoded_key, topic)
+                if type(inner) is dict:
+                    payload = inner
             if type(payload) is dict and len(payload) == 2 and payload.keys() == _WRAPPER_KEYS:
                 # A wrapper in another field order (or with whitespace): decode it properly.
                 wrapped = self._unwrap(value)
@@ -443,6 +432,8 @@ class DebeziumJsonDecoder:
             raise DecodeError(
                 f"a Debezium message must be a JSON object, got {type(payload).__name__}"
             )
+        if value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH:
+            _check_depth(payload)  # rare: only messages with many brackets are walked
         # One scan of the bytes (past the schema block) tells whether any row image can hold
         # a TOAST placeholder; row images are only searched when it says so.
         self._maybe_unavailable = (
@@ -486,10 +477,7 @@ class DebeziumJsonDecoder:
             if wrapped.schema != _NULL:
                 raw_schema = bytes(wrapped.schema)
                 if raw_schema not in self._key_schemas:
-                    schema = _any_decoder.decode(raw_schema)
-                    self._key_schemas[raw_schema] = (
-                        _row_converter(schema) if isinstance(schema, dict) else None
-                    )
+                    self._key_schemas[raw_schema] = _compile_key_schema(raw_schema)
                 converter = self._key_schemas[raw_schema]
             parsed = _any_decoder.decode(wrapped.payload)
         else:
@@ -504,7 +492,7 @@ class DebeziumJsonDecoder:
             return {"id": parsed}
         if converter is not None:
             try:
-                converter(parsed)
+                converter(parsed, ())
             except DecodeError as exc:
                 raise DecodeError(f"message key: {exc}") from None
         return parsed
@@ -529,7 +517,12 @@ class DebeziumJsonDecoder:
         self._maybe_unavailable = True
         self._owned = False
         if table_schema is not None or is_envelope is not None:
-            envelope = is_envelope if is_envelope is not None else "op" in payload
+            envelope = (
+                is_envelope
+                if is_envelope is not None
+                else "op" in payload
+                and ("source" in payload or "after" in payload or "before" in payload)
+            )
             compiled = _CompiledSchema(
                 row_converter=None,
                 table_schema=table_schema,
@@ -560,8 +553,16 @@ class DebeziumJsonDecoder:
         if compiled is None:
             if len(self._value_schemas) >= _SCHEMA_CACHE_LIMIT:
                 self._value_schemas.clear()
-            compiled = _compile_value_schema(key)
+            try:
+                compiled = _compile_value_schema(key)
+            except DecodeError as exc:
+                # A schema that cannot be used fails every message it comes with: remember
+                # why instead of compiling it again for each one.
+                compiled = _CompiledSchema(row_converter=None, table_schema=None, kind="error")
+                compiled.error = f"the schema block cannot be used: {exc}"
             self._value_schemas[key] = compiled
+        if compiled.error is not None:
+            raise DecodeError(compiled.error)
         self._last_raw = raw_schema
         self._last_compiled = compiled
         self._last_schema_bytes = key
@@ -604,6 +605,8 @@ class DebeziumJsonDecoder:
             kind = "envelope"
         else:
             kind = _guess_kind(payload)
+        if kind == "row":
+            _refuse_non_row(payload)
         if kind == "envelope":
             return self._envelope(payload, compiled, position, key, topic)
         if kind == "transaction":
@@ -611,8 +614,8 @@ class DebeziumJsonDecoder:
                 status=str(payload.get("status")),
                 id=str(payload.get("id")),
                 position=position,
-                ts_ms=_as_int_or_none(payload.get("ts_ms")),
-                event_count=_as_int_or_none(payload.get("event_count")),
+                ts_ms=_int_or_none(payload, "ts_ms"),
+                event_count=_int_or_none(payload, "event_count"),
                 data_collections=payload.get("data_collections"),
             )
         if kind == "schema_change":
@@ -630,10 +633,10 @@ class DebeziumJsonDecoder:
                 ddl=payload.get("ddl"),
                 table_changes=payload.get("tableChanges") or [],
                 source=source,
-                ts_ms=_as_int_or_none(payload.get("ts_ms")),
+                ts_ms=_int_or_none(payload, "ts_ms"),
             )
         if kind == "heartbeat":
-            return Heartbeat(position=position, ts_ms=_as_int_or_none(payload.get("ts_ms")))
+            return Heartbeat(position=position, ts_ms=_int_or_none(payload, "ts_ms"))
         return self._unwrapped(payload, compiled, position, key, topic)
 
     def _envelope(
@@ -648,7 +651,12 @@ class DebeziumJsonDecoder:
         op = _OPS.get(op_code) if type(op_code) is str else None
         if op is None:
             raise DecodeError(f"unknown op {op_code!r}: expected one of c, u, d, r, t")
-        source = _source_info(payload.get("source"), owned=self._owned)
+        raw_source = payload.get("source")
+        if raw_source is not None and type(raw_source) is not dict:
+            raise DecodeError(
+                f"'source' must be an object or null, got {type(raw_source).__name__}"
+            )
+        source = _source_info(raw_source, owned=self._owned)
         before = payload.get("before")
         after = payload.get("after")
         is_mongo = (
@@ -669,11 +677,11 @@ class DebeziumJsonDecoder:
             if check:
                 unavailable = _take_unavailable(after)
             if converter is not None:
-                converter(after)
+                converter(after, unavailable)
         if before is not None:
             missing_before = _take_unavailable(before) if check else ()
             if converter is not None:
-                converter(before)
+                converter(before, missing_before)
             if op is Op.DELETE:
                 unavailable = missing_before
         meta: dict[str, Any] = {}
@@ -690,9 +698,16 @@ class DebeziumJsonDecoder:
                 key = {"_id": meta["filter"]["_id"]}
         if key is None and op is not Op.TRUNCATE:
             key = self._derive_key(table, after if after is not None else before, is_mongo)
+        if op is Op.DELETE and before is None and not key:
+            raise DecodeError(
+                "a delete with neither a key nor a 'before' image names no row to delete "
+                "(set key_columns, send the message key, or enable the before image)"
+            )
         tx = payload.get("transaction")
         transaction = None
-        if tx is not None and type(tx) is dict and tx.get("id") is not None:
+        if tx is not None and type(tx) is not dict:
+            raise DecodeError(f"'transaction' must be an object or null, got {type(tx).__name__}")
+        if tx is not None and tx.get("id") is not None:
             transaction = TransactionInfo(
                 id=str(tx["id"]),
                 total_order=_as_int_or_none(tx.get("total_order")),
@@ -710,7 +725,9 @@ class DebeziumJsonDecoder:
             after=after,
             unavailable=unavailable,
             source=source,
-            ts_ms=ts_ms if type(ts_ms := payload.get("ts_ms")) is int else None,
+            ts_ms=ts_ms
+            if type(ts_ms := payload.get("ts_ms")) is int
+            else _int_or_none(payload, "ts_ms"),
             transaction=transaction,
             schema=table_schema,
             meta=meta,
@@ -724,10 +741,10 @@ class DebeziumJsonDecoder:
         key: dict[str, Any] | None,
         topic: str | None,
     ) -> ChangeEvent:
-        meta = {name[2:]: row.pop(name) for name in [n for n in row if n.startswith("__")]}
         unavailable = _take_unavailable(row) if self._maybe_unavailable else ()
         if compiled is not None and compiled.row_converter is not None:
-            compiled.row_converter(row)
+            compiled.row_converter(row, unavailable)
+        meta = {name[2:]: row.pop(name) for name in [n for n in row if n.startswith("__")]}
         deleted = meta.pop("deleted", None)
         op_code = meta.pop("op", None)
         if op_code is not None:
@@ -752,7 +769,7 @@ class DebeziumJsonDecoder:
         source = SourceInfo(
             connector=native.pop("connector", None),
             name=native.pop("name", None),
-            ts_ms=_as_int_or_none(native.pop("ts_ms", None)),
+            ts_ms=_checked_int(native.pop("ts_ms", None), "__source_ts_ms"),
             snapshot=_normalise_snapshot(native.pop("snapshot", None)),
             database=native.pop("db", None) or meta_db,
             schema=native.pop("schema", None) or meta_schema,
@@ -779,7 +796,7 @@ class DebeziumJsonDecoder:
             after=after,
             unavailable=unavailable,
             source=source,
-            ts_ms=_as_int_or_none(meta.pop("ts_ms", None)),
+            ts_ms=_checked_int(meta.pop("ts_ms", None), "__ts_ms"),
             schema=table_schema,
             meta=meta,
         )
@@ -834,10 +851,52 @@ class DebeziumJsonDecoder:
 
 
 #: ``__`` fields of unwrapped records that are connector-native positions (go to ``source``).
-_UNWRAPPED_NATIVE = ("lsn", "txId", "file", "pos", "row", "gtid", "scn", "commit_scn",
-                     "commit_lsn", "change_lsn", "event_serial_no", "ord")
+_UNWRAPPED_NATIVE = (
+    "lsn",
+    "txId",
+    "file",
+    "pos",
+    "row",
+    "gtid",
+    "scn",
+    "commit_scn",
+    "commit_lsn",
+    "change_lsn",
+    "event_serial_no",
+    "ord",
+)
 
 _TRANSACTION_KEYS = frozenset({"status", "id", "ts_ms", "event_count", "data_collections"})
+
+
+#: The fields of a Debezium change envelope that a genuine unwrapped record does not carry
+#: two of (see docs/decoding.md, *Envelope or row*).
+ENVELOPE_FIELDS = frozenset({"op", "before", "after", "source", "transaction"})
+
+
+def _refuse_non_row(payload: dict[str, Any]) -> None:
+    """Raise unless ``payload`` may be read as an unwrapped record (a row).
+
+    The rule: a row has at least one column; it carries at most one of the envelope's own
+    field names ``op``, ``before``, ``after``, ``source``, ``transaction`` (more means a
+    broken envelope, e.g. one without ``op``); and it is not a schema/payload wrapper missing
+    its payload (a ``schema`` object with a Connect ``type`` as its only field).
+    """
+    if not payload:
+        raise DecodeError("an empty object is neither a change envelope nor a row")
+    found = ENVELOPE_FIELDS.intersection(payload)
+    if len(found) >= 2:
+        missing = "" if "op" in found else " (it has no 'op')"
+        raise DecodeError(
+            f"not a valid Debezium envelope{missing}: it carries the envelope fields "
+            f"{sorted(found)} but no usable 'op' with 'before', 'after' or 'source'; "
+            "it is not read as a row"
+        )
+    if len(payload) == 1:
+        only = next(iter(payload))
+        value = payload[only]
+        if only == "schema" and isinstance(value, dict) and "type" in value:
+            raise DecodeError("a schema/payload wrapper without its 'payload'")
 
 
 def _guess_kind(payload: dict[str, Any]) -> str:
@@ -888,6 +947,33 @@ def _mongo_key(value: Any) -> Any:
         except (msgspec.DecodeError, DecodeError):
             return value
     return ejson.convert_value(value)
+
+
+#: The deepest nesting of objects and arrays a message may have (MongoDB allows 100 levels in
+#: a document; the envelope adds two). Deeper input is refused before any step recurses on it.
+MAX_DEPTH = 200
+
+
+def _check_depth(payload: Any) -> None:
+    """Raise :class:`DecodeError` when ``payload`` nests deeper than :data:`MAX_DEPTH`."""
+    stack: list[tuple[Any, int]] = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DecodeError(f"the message nests objects and arrays deeper than {MAX_DEPTH}")
+        children = item.values() if type(item) is dict else item
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+
+
+def as_decode_error(exc: BaseException) -> DecodeError:
+    """The :class:`DecodeError` that reports an unexpected exception raised by bad input."""
+    if isinstance(exc, DecodeError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return DecodeError("the message is nested too deeply to decode")
+    if isinstance(exc, UnicodeDecodeError):
+        return DecodeError(f"the message is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    return DecodeError(f"cannot decode the message ({type(exc).__name__}: {exc})")
 
 
 def _json_reason(exc: msgspec.DecodeError, value: bytes) -> str:

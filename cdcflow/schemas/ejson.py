@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from cdcflow.errors import DecodeError
+from cdcflow.schemas.logical import JSON_DECODER
 
 _UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -84,7 +85,7 @@ def _convert(value: Any) -> Any:
 def decode_document(text: str | bytes) -> dict[str, Any]:
     """Parse an Extended JSON document string into a dict of Python values."""
     try:
-        parsed = msgspec.json.decode(text)
+        parsed = JSON_DECODER.decode(text)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"MongoDB document is not valid Extended JSON: {exc}") from exc
     if not isinstance(parsed, dict):

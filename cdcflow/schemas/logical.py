@@ -16,6 +16,8 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
+
 from cdcflow.errors import DecodeError
 
 Converter = Callable[[Any], Any]
@@ -75,6 +77,38 @@ MAX_SCALE = 1_000_000
 
 #: A context that never rounds: unscaled values of any size keep every digit.
 _EXACT = decimal.Context(prec=decimal.MAX_PREC, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+#: The same, but a quantize that would drop a non-zero digit raises instead of rounding.
+_STRICT = decimal.Context(
+    prec=decimal.MAX_PREC,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.Inexact, decimal.InvalidOperation],
+)
+
+
+def exact_json_float(text: str) -> float | Decimal:
+    """The JSON decoders' ``float_hook``: a float when it holds the number exactly as written.
+
+    A number text of under 16 characters without an exponent has at most 15 significant
+    digits and a magnitude between 1e-14 and 1e15 (or is zero), so the float is exact to its
+    text: that is the fast path. Any other number whose float would lose digits, overflow to
+    infinity or underflow to zero is returned as the exact ``Decimal`` of its text.
+    """
+    if len(text) < 16 and "e" not in text and "E" not in text:
+        return float(text)
+    value = float(text)
+    number = Decimal(text)
+    if value != value or value in (_INF, -_INF):
+        return number
+    if Decimal(repr(value)) == number:
+        return value
+    return number
+
+
+_INF = float("inf")
+
+#: The JSON decoder every codec uses: numbers keep every digit (see exact_json_float).
+JSON_DECODER = msgspec.json.Decoder(float_hook=exact_json_float)
 
 
 def unscaled_to_decimal(raw: bytes, scale: int) -> Decimal:
@@ -87,36 +121,76 @@ def unscaled_to_decimal(raw: bytes, scale: int) -> Decimal:
     return Decimal(unscaled).scaleb(-scale, _EXACT)
 
 
-def decimal_converter(scale: int) -> Converter:
-    """``org.apache.kafka.connect.data.Decimal``: base64 unscaled bytes with a fixed scale.
+def _quantizer(scale: int) -> Callable[[Decimal, Any], Decimal]:
+    """A function giving a Decimal exactly ``scale`` places, refusing to drop a digit."""
+    quantum = Decimal(1).scaleb(-scale, _EXACT)
+    exponent = -scale
 
-    Text is read as base64 (how Connect's JSON converter writes bytes); text that is not
-    base64 but is a number (``"12.50"``, ``"-3"``) and JSON numbers are taken as the value
-    itself, for producers that already rendered the decimal.
+    def quantize(number: Decimal, shown: Any) -> Decimal:
+        if not number.is_finite():
+            raise _fail(CONNECT_DECIMAL, shown, "not a finite number")
+        if number.as_tuple().exponent == exponent:
+            return number
+        try:
+            return number.quantize(quantum, context=_STRICT)
+        except (decimal.Inexact, InvalidOperation):
+            raise _fail(
+                CONNECT_DECIMAL, shown, f"has more digits than the schema's scale {scale} allows"
+            ) from None
+
+    return quantize
+
+
+def decimal_converter(scale: int) -> Converter:
+    """``org.apache.kafka.connect.data.Decimal``: the value with exactly ``scale`` places.
+
+    Accepted wire forms (docs/decoding.md, *Decimals*):
+
+    * text that is valid (strict, padded) base64: the big-endian two's-complement unscaled
+      integer, which is what the JSON converter writes with ``decimal.format=BASE64`` (the
+      default; Debezium ``decimal.handling.mode=precise``). Text that is both base64 and a
+      number (``"1000"``) is therefore always read as base64;
+    * a JSON number (``decimal.format=NUMERIC``), taken from its exact text, never through a
+      float (the JSON decoder hands long numbers over as ``Decimal``);
+    * text that is not base64 but a decimal number (``"12.5"``), for producers that rendered
+      the value themselves;
+    * raw bytes (the Avro converter).
+
+    Numbers are given exactly ``scale`` places (``12345`` with scale 3 is ``12345.000``); a
+    number with more non-zero fractional digits than the scale is a :class:`DecodeError`,
+    never rounded.
     """
     exponent = -scale
     exact = _EXACT
     from_bytes = int.from_bytes
+    quantize = _quantizer(scale)
 
     def convert(value: Any) -> Decimal:
-        if type(value) is str:
+        kind = type(value)
+        if kind is str:
             try:
                 raw = _a2b(value, strict_mode=True)
             except (binascii.Error, ValueError):
-                return _numeric_text(value)
+                return quantize(_numeric_text(value), value)
             return Decimal(from_bytes(raw, "big", signed=True)).scaleb(exponent, exact)
-        if isinstance(value, (bytes, bytearray)):
+        if kind is bytes or kind is bytearray:
             return unscaled_to_decimal(bytes(value), scale)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return Decimal(value)
-        if isinstance(value, float):
-            return Decimal(repr(value))
-        raise _fail(CONNECT_DECIMAL, value, "expected base64 unscaled bytes")
+        if kind is int:
+            return quantize(Decimal(value), value)
+        if kind is float:
+            # Only floats that are their shortest text exactly arrive here (the JSON decoder
+            # turns longer numbers into Decimal), so repr() is the number as sent.
+            return quantize(Decimal(repr(value)), value)
+        if kind is Decimal:
+            return quantize(value, value)
+        raise _fail(CONNECT_DECIMAL, value, "expected base64 unscaled bytes or a number")
 
     return convert
 
 
 def _numeric_text(value: str) -> Decimal:
+    if value.strip() != value or not value:
+        raise _fail(CONNECT_DECIMAL, value, "neither base64 unscaled bytes nor a number")
     try:
         number = Decimal(value)
     except InvalidOperation:
@@ -295,8 +369,13 @@ def converter_for(
     schema parameters (``scale`` for decimals).
     """
     if logical == CONNECT_DECIMAL:
+        if "scale" not in parameters:
+            # Kafka Connect refuses such a schema: guessing 0 would store values 10^s too large.
+            raise DecodeError(
+                f"{CONNECT_DECIMAL} schema has no 'scale' parameter (Kafka Connect requires it)"
+            )
         try:
-            scale = int(parameters.get("scale", "0"))
+            scale = int(parameters["scale"])
         except ValueError as exc:
             raise DecodeError(f"decimal schema has a non-integer scale {parameters!r}") from exc
         if not -MAX_SCALE <= scale <= MAX_SCALE:

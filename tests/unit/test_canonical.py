@@ -84,7 +84,16 @@ def test_nested_values_are_fixed_too() -> None:
 def test_decimals_are_fixed_point_and_exact(value: Decimal) -> None:
     text = json.loads(dumps(value))
     assert "E" not in text and "e" not in text
-    assert Decimal(text) == value
+    back = Decimal(text)
+    assert back == value
+    # == ignores the scale: compare the digits and exponent too. A positive exponent
+    # (1E+3) is written out in full ("1000"), so the text then has exponent 0.
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent <= 0:
+        assert back.as_tuple() == value.as_tuple()
+    else:
+        assert back.as_tuple().exponent == 0
 
 
 def test_to_text() -> None:

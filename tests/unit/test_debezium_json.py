@@ -225,13 +225,13 @@ def test_schema_is_compiled_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(debezium_json, "_compile_value_schema", counting)
     field_calls: list[str] = []
-    real_converter_for = debezium_json.converter_for
+    real_converter_for = logical_names.converter_for
 
     def counting_converter_for(name: Any, base: str, params: dict[str, str]) -> Any:
         field_calls.append(base)
         return real_converter_for(name, base, params)
 
-    monkeypatch.setattr(debezium_json, "converter_for", counting_converter_for)
+    monkeypatch.setattr(logical_names, "converter_for", counting_converter_for)
     decoder = DebeziumJsonDecoder()
     products = lines("postgres/with_schema.jsonl")[:4]
     orders = lines("mysql/with_schema.jsonl")
@@ -887,10 +887,68 @@ _LOGICAL = [
 def test_any_json_message_decodes_or_raises_decode_error(
     message: dict[str, Any], key: bytes | None, topic: str | None
 ) -> None:
+    value = json.dumps(message).encode()
     try:
-        DebeziumJsonDecoder().decode(json.dumps(message).encode(), pos(), key=key, topic=topic)
+        item = DebeziumJsonDecoder().decode(value, pos(), key=key, topic=topic)
     except DecodeError:
-        pass
+        # Oracle: a well-formed schemaless change envelope is never refused.
+        assert not _is_plain_envelope(message, key), message
+        return
+    # Oracle for what does decode: the right kind, with values taken from the message.
+    if isinstance(item, ChangeEvent):
+        assert message, "an empty object is never a change"
+        assert isinstance(item.op, Op)
+        assert str(item.table)
+        for image in (item.before, item.after):
+            assert image is None or isinstance(image, dict)
+        if _is_plain_envelope(message, key):
+            assert item.op.value == message["op"]
+            assert item.after == message["after"]  # schemaless: values as sent
+            assert str(item.table) == message["source"]["table"]
+        found = {"op", "before", "after", "source", "transaction"} & message.keys()
+        if "op" not in message or not ({"before", "after", "source"} & message.keys()):
+            assert len(found) < 2, "a broken envelope was read as a row"
+    else:
+        assert not _is_plain_envelope(message, key)
+
+
+def _is_plain_envelope(message: dict[str, Any], key: bytes | None) -> bool:
+    """A message any decoder must accept: a create/update/read of a plain row."""
+    after = message.get("after")
+    source = message.get("source")
+    return (
+        message.get("op") in ("c", "u", "r")
+        and type(after) is dict
+        and all(
+            not k.startswith("__") and (v is None or type(v) in (int, bool))
+            for k, v in after.items()
+        )
+        and type(source) is dict
+        and type(source.get("table")) is str
+        and bool(source["table"])
+        and source.keys() <= {"table"}
+        and message.keys() <= {"op", "after", "source", "before"}
+        and message.get("before") is None
+        and key is None
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.sampled_from(["c", "u", "r"]),
+    st.dictionaries(st.text(min_size=1, max_size=5).filter(lambda k: not k.startswith("__")),
+                    st.one_of(st.none(), st.integers(-(2**70), 2**70), st.booleans()),
+                    max_size=6),
+    st.text(min_size=1, max_size=6),
+)  # fmt: skip
+def test_plain_envelopes_always_decode_as_sent(op: str, after: dict[str, Any], table: str) -> None:
+    message = {"op": op, "after": after, "source": {"table": table}}
+    assert _is_plain_envelope(message, None)
+    item = DebeziumJsonDecoder().decode(json.dumps(message).encode(), pos())
+    assert isinstance(item, ChangeEvent)
+    assert item.op.value == op
+    assert item.after == after
+    assert str(item.table) == table
 
 
 def test_logical_names_are_fuzzed() -> None:
@@ -937,9 +995,23 @@ def test_any_schema_and_row_decodes_or_raises_decode_error(
         payload = dict(row, __table="t")
     value = json.dumps({"schema": schema, "payload": payload}).encode()
     try:
-        DebeziumJsonDecoder().decode(value, pos())
+        item = DebeziumJsonDecoder().decode(value, pos())
     except DecodeError:
-        pass
+        return
+    # Oracle: what decodes has every schema-typed plain value of the type its schema says.
+    assert isinstance(item, ChangeEvent)
+    image = item.after if item.after is not None else item.before
+    assert image is not None
+    by_name = {f["field"]: f for f in fields}  # the last definition of a name wins
+    for name, column in by_name.items():
+        if name not in image or image[name] is None or column.get("name") is not None:
+            continue
+        got = image[name]
+        expected_type = {"int32": int, "int64": int, "string": str, "bytes": bytes,
+                         "struct": dict, "array": list, "map": dict}[column["type"]]  # fmt: skip
+        assert type(got) is expected_type, (name, column, got)
+        if column["type"] == "int32":
+            assert -(2**31) <= got < 2**31
 
 
 def test_table_names_must_be_text() -> None:

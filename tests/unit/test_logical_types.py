@@ -63,8 +63,11 @@ def test_connect_decimal_uses_the_scale_parameter(wire: str, scale: str, expecte
     assert format(value, "f") == expected
 
 
-def test_connect_decimal_without_scale_parameter_is_scale_zero() -> None:
-    assert conv(logical.CONNECT_DECIMAL, "bytes")("BNI=") == Decimal(1234)
+def test_connect_decimal_without_scale_parameter_is_refused() -> None:
+    # Kafka Connect refuses a Decimal schema without "scale"; reading it as scale 0 stored
+    # values 10^scale too large (issue 9, item 2).
+    with pytest.raises(DecodeError, match="no 'scale' parameter"):
+        converter_for(logical.CONNECT_DECIMAL, "bytes", {})
 
 
 def test_connect_decimal_huge_values_are_exact() -> None:
@@ -76,10 +79,50 @@ def test_connect_decimal_huge_values_are_exact() -> None:
 
 def test_connect_decimal_accepts_rendered_numbers() -> None:
     convert = conv(logical.CONNECT_DECIMAL, "bytes", scale="2")
-    assert convert("12.50") == Decimal("12.50")
-    assert convert("-3") == Decimal(-3)
-    assert convert(7) == Decimal(7)
-    assert convert(1.5) == Decimal("1.5")
+    # str() compares the exponent too: every result has exactly the schema's 2 places
+    assert str(convert("12.50")) == "12.50"
+    assert str(convert("12.5")) == "12.50"
+    assert str(convert("-3")) == "-3.00"
+    assert str(convert(7)) == "7.00"
+    assert str(convert(1.5)) == "1.50"
+    assert str(convert(Decimal("123456789876543212345678987654321.1"))) == (
+        "123456789876543212345678987654321.10"
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "scale", "expected"),
+    [
+        (12345.11, "3", "12345.110"),  # the JSON number 12345.110, via its float
+        (12345, "3", "12345.000"),
+        (Decimal("123456789876543212345678987654321.110"), "3",
+         "123456789876543212345678987654321.110"),
+        ("12.5", "2", "12.50"),
+        (1200, "-2", "1.2E+3"),
+    ],
+)  # fmt: skip
+def test_connect_decimal_numbers_get_exactly_the_scale(
+    number: object, scale: str, expected: str
+) -> None:
+    value = conv(logical.CONNECT_DECIMAL, "bytes", scale=scale)(number)
+    assert str(value) == expected
+    assert value.as_tuple().exponent == -int(scale)
+
+
+@pytest.mark.parametrize("number", [1.234, Decimal("0.001"), "12.345", 1201])
+def test_connect_decimal_digits_beyond_the_scale_are_refused(number: object) -> None:
+    scale = "-2" if number == 1201 else "2"
+    with pytest.raises(DecodeError, match="more digits than the schema's scale"):
+        conv(logical.CONNECT_DECIMAL, "bytes", scale=scale)(number)
+
+
+def test_connect_decimal_base64_wins_over_numeric_text() -> None:
+    # "1000" is valid base64 (bytes d7 4d 34) and a number: the documented rule reads base64,
+    # what the JSON converter writes for a Decimal schema (decimal.format=BASE64).
+    convert = conv(logical.CONNECT_DECIMAL, "bytes", scale="2")
+    unscaled = int.from_bytes(base64.b64decode("1000"), "big", signed=True)
+    assert str(convert("1000")) == str(Decimal(unscaled).scaleb(-2))
+    assert str(convert("1000.")) == "1000.00"  # not base64: the number
 
 
 @pytest.mark.parametrize("bad", ["not base64!", "NaN", True, [1], {"a": 1}])
