@@ -152,7 +152,7 @@ def main() -> None:
                         'ON CONFLICT (topic, part) DO UPDATE SET "offset" = EXCLUDED."offset"',
                         (args.topic, list(offsets), list(offsets.values())),
                     )
-        except BaseException as error:  # noqa: BLE001 - reported by the main thread
+        except BaseException as error:
             failure.append(error)
             while work.get() is not None:  # unblock the producer side
                 pass

@@ -106,7 +106,9 @@ def decimal_b64(cents: int) -> str:
 
 def sha256_hex(salt: str, text: str) -> str:
     """cdcflow's ``hash-sha256``: hex SHA-256 of ``utf8(salt) || 0x00 || utf8(text)``."""
-    return hashlib.sha256(salt.encode() + b"\x00" + text.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(
+        salt.encode() + b"\x00" + text.encode("utf-8", "surrogatepass")
+    ).hexdigest()
 
 
 @dataclass
