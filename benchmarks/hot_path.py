@@ -15,12 +15,13 @@ then runs, alternating, ``--runs`` times each:
 
 Each run gets a fresh database with the same pre-created table; both tables are compared with the
 state computed from the generator after every run (a difference stops the benchmark). Measured
-per run, from outside the measured process: wall seconds to exit; the time of the first committed
-write (this process polls the system's positions table every 10 ms until a row appears, then
-stops polling); client CPU (user + system of the process and the children it waited for, from
-``wait4``); PostgreSQL CPU (user + system of the postmaster and all its processes, including
-exited backends, from ``/proc``); peak RSS (``VmHWM``, polled). The summary is the median over the
-runs and the ratios cdcflow / loop against issue 12's targets.
+per run, from outside the measured process: wall seconds to exit; the time of the first
+committed write (this process polls the system's positions table every 10 ms over one
+connection until a row appears, then disconnects; that backend's CPU is left out of the
+PostgreSQL figure); client CPU (user + system of the process and the children it waited for,
+from ``wait4``); PostgreSQL CPU (user + system of the postmaster and all its processes,
+including exited backends, from ``/proc``); peak RSS (``VmHWM``, polled). The summary is the
+median over the runs and the ratios cdcflow / loop against issue 12's targets.
 
 ``--profile FILE`` adds one untimed cdcflow run under ``py-spy record --format raw`` (collapsed
 stacks, for ``profile_summary.py``).
@@ -94,18 +95,45 @@ def postmaster_pid(pg: Any) -> int:
     return int((pg.data_dir / "postmaster.pid").read_text().split()[0])
 
 
-def committed_events(dsn: str, table: str) -> int | None:
-    """Events committed so far per the positions table (None before it has a row)."""
-    import psycopg
+class FirstWritePoller:
+    """Polls a positions table over one connection until it holds a row.
 
-    try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            row = conn.execute(f'SELECT count(*), sum("offset" + 1) FROM {table}').fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
-    if row is None or not row[0]:
-        return None
-    return int(row[1])
+    The poller's own server process is measured and its CPU seconds reported (``cpu``) so the
+    PostgreSQL CPU of the run can exclude it; it disconnects as soon as it has seen a row.
+    """
+
+    def __init__(self, dsn: str, table: str) -> None:
+        import psycopg
+
+        self._conn: Any = psycopg.connect(dsn, autocommit=True)
+        self._query = f'SELECT count(*), sum("offset" + 1) FROM {table}'
+        row = self._conn.execute("SELECT pg_backend_pid()").fetchone()
+        self._backend = int(row[0])
+        self._cpu0 = self._backend_cpu()
+        self.cpu = 0.0
+
+    def _backend_cpu(self) -> float:
+        fields = Path(f"/proc/{self._backend}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(v) for v in fields[11:13]) / CLK_TCK
+
+    def committed_events(self) -> int | None:
+        """Events committed so far (None before the table exists or has a row)."""
+        import psycopg
+
+        try:
+            row = self._conn.execute(self._query).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        if row is None or not row[0]:
+            return None
+        return int(row[1])
+
+    def close(self) -> None:
+        """Record the poller backend's CPU seconds and disconnect."""
+        if self._conn is not None:
+            self.cpu = self._backend_cpu() - self._cpu0
+            self._conn.close()
+            self._conn = None
 
 
 def measure(
@@ -114,6 +142,7 @@ def measure(
     """Run ``argv`` to completion and measure it (see the module docstring)."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
+    poller = FirstWritePoller(dsn, offsets)
     pg0 = tree_cpu_seconds(pg_root)
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=err)
@@ -128,20 +157,22 @@ def measure(
         if rss is not None:
             peak = max(peak, rss)
         if first is None:
-            done = committed_events(dsn, offsets)
+            done = poller.committed_events()
             if done is not None:
                 first, first_events = time.monotonic(), done
+                poller.close()
         time.sleep(0.01)
     ended = time.monotonic()
-    pg_cpu = tree_cpu_seconds(pg_root) - pg0
+    if first is None:  # finished between two polls
+        first, first_events = ended, poller.committed_events() or 0
+    poller.close()
+    pg_cpu = tree_cpu_seconds(pg_root) - pg0 - poller.cpu
     code = os.waitstatus_to_exitcode(status)
     out.seek(0)
     err.seek(0)
     stdout, stderr = out.read().decode(), err.read().decode()
     if code != 0:
         raise RuntimeError(f"{argv[:4]} exited {code}:\n{stdout[-2000:]}\n{stderr[-4000:]}")
-    if first is None:  # finished between two polls
-        first, first_events = ended, committed_events(dsn, offsets) or 0
     return {
         "wall": ended - started,
         "startup": first - started,
