@@ -24,7 +24,8 @@ including exited backends, from ``/proc``); peak RSS (``VmHWM``, polled). The su
 median over the runs and the ratios cdcflow / loop against issue 12's targets.
 
 ``--profile FILE`` adds one untimed cdcflow run under ``py-spy record --format raw`` (collapsed
-stacks, for ``profile_summary.py``).
+stacks, for ``profile_summary.py``); ``--profile-gil`` samples only the thread holding the GIL
+(Beam's worker threads otherwise add samples of threads waiting for it).
 
 Run: ``.venv/bin/python benchmarks/hot_path.py --runs 3 [--schema-block]``. Not part of the tests.
 """
@@ -299,7 +300,8 @@ def run_once(
         if index < 0:  # the profiled run
             argv = [
                 str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw",
-                "--rate", "250", "--subprocesses", "-o", str(args.profile), "--", *argv,
+                "--rate", "250", "--subprocesses", "-o", str(args.profile),
+                *(["--gil"] if args.profile_gil else []), "--", *argv,
             ]  # fmt: skip
         offsets = "cdcflow_offsets"
     result = measure(argv, env, dsn, offsets, ctx["pg_root"])
@@ -368,10 +370,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=50_000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--batch", type=int, default=10_000, help="max records per batch (both)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="0: only the --profile run")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--schema-block", action="store_true", help="wrap keys and values")
     parser.add_argument("--profile", type=Path, help="py-spy raw output of one extra cdcflow run")
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="sample only the thread holding the GIL"
+    )
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -405,7 +410,8 @@ def main() -> None:
                         f"{result['cpu']:.2f} CPU s, PG {result['pg_cpu']:.2f} s",
                         flush=True,
                     )
-            summarise(results, args)
+            if args.runs:
+                summarise(results, args)
             if args.profile:
                 run_once("cdcflow", -1, args, ctx)
                 print(f"py-spy profile of one more cdcflow run: {args.profile}")
