@@ -5,8 +5,9 @@ source, :class:`~cdcflow.schemas.model.EventBatch` after decoding). Compose them
 pipeline::
 
     raw = p | "Read" >> ReadFromSource(FileSource([...]))
-    decoded = raw | "Decode" >> ApplyStep(DecodeStep(stream_is_topic=False))
-    decoded.events | "Write" >> WriteTo(SqliteWriter(...))
+    decoded = raw | "Decode" >> Decode(stream_is_topic=False)
+    redacted = decoded.events | "Redact" >> Redact([{"columns": ["email"], "strategy": "drop"}])
+    redacted.events | "Write" >> WriteTo(SqliteWriter(...))
     decoded.dead_letters | "DLQ" >> WriteDeadLetters(DeadLetterFileWriter(...))
 
 ``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` (what
@@ -19,7 +20,9 @@ from cdcflow.beam.transforms import (
     DEAD_LETTERS,
     EVENTS,
     ApplyStep,
+    Decode,
     ReadFromSource,
+    Redact,
     StoreDeadLetters,
     WriteDeadLetters,
     WriteTo,
@@ -29,7 +32,9 @@ __all__ = [
     "DEAD_LETTERS",
     "EVENTS",
     "ApplyStep",
+    "Decode",
     "ReadFromSource",
+    "Redact",
     "StoreDeadLetters",
     "WriteDeadLetters",
     "WriteTo",

@@ -335,3 +335,68 @@ class WriteTo(beam.PTransform):  # type: ignore[misc]
     def expand(self, pcoll: Any) -> Any:
         """Write each batch; output the rows the writer rejected."""
         return pcoll | beam.ParDo(_WriteFn(self.writer, self.dead_letters))
+
+
+class Decode(beam.PTransform):  # type: ignore[misc]
+    """Decode ``RawBatch`` elements into ``EventBatch`` elements plus dead letters.
+
+    Outputs ``events`` and ``dead_letters`` like :class:`ApplyStep`; undecodable records
+    become dead letters with their original bytes. Pass a configured
+    :class:`~cdcflow.transforms.decode.DecodeStep`, or its keyword arguments::
+
+        decoded = raw | "Decode" >> Decode(format="debezium-json", stream_is_topic=False)
+        decoded.events | ...; decoded.dead_letters | ...
+    """
+
+    def __init__(self, step: Any | None = None, *, carry: bool = False, **options: Any) -> None:
+        super().__init__()
+        from cdcflow.transforms.decode import DecodeStep
+
+        if step is not None and options:
+            raise ValueError(f"pass a DecodeStep or its options, not both (got {sorted(options)})")
+        self.step = step if step is not None else DecodeStep(**options)
+        self.carry = carry
+
+    def expand(self, pcoll: Any) -> Any:
+        """Apply the decode step; outputs ``events`` and ``dead_letters``."""
+        return pcoll | "DecodeStep" >> ApplyStep(self.step, carry=self.carry)
+
+
+class Redact(beam.PTransform):  # type: ignore[misc]
+    """Redact ``EventBatch`` elements with a policy; outputs ``events`` and ``dead_letters``.
+
+    ``policy`` is a :class:`~cdcflow.transforms.redact.step.RedactStep`, a
+    :class:`~cdcflow.transforms.redact.config.RedactConfig`, or a list of rules (mappings as
+    in YAML), in which case ``options`` are the other ``type: redact`` keys (``salt``,
+    ``tables``...)::
+
+        redacted = decoded.events | "Redact" >> Redact(
+            [{"columns": ["email"], "strategy": "hash-sha256"}], salt=SALT)
+
+    Events that cannot be redacted safely are dead letters whose event is itself redacted.
+    """
+
+    def __init__(self, policy: Any, *, carry: bool = False, **options: Any) -> None:
+        super().__init__()
+        from cdcflow.transforms.redact import RedactConfig, RedactStep
+
+        if isinstance(policy, RedactStep):
+            step = policy
+        elif isinstance(policy, RedactConfig):
+            step = RedactStep(policy)
+        elif isinstance(policy, (list, tuple)):
+            tables = options.pop("tables", ())
+            step = RedactStep.from_rules(policy, tables, **options)
+        else:
+            raise ValueError(
+                "policy must be a RedactStep, a RedactConfig or a list of rules "
+                f"(got {type(policy).__name__})"
+            )
+        if options and not isinstance(policy, (list, tuple)):
+            raise ValueError(f"options are only for a list of rules (got {sorted(options)})")
+        self.step = step
+        self.carry = carry
+
+    def expand(self, pcoll: Any) -> Any:
+        """Apply the redact step; outputs ``events`` and ``dead_letters``."""
+        return pcoll | "RedactStep" >> ApplyStep(self.step, carry=self.carry)

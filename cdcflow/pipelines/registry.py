@@ -22,6 +22,7 @@ _BUILTINS: dict[tuple[str, str], str] = {
     ("source", "file"): "cdcflow.io.files:FileSourceConfig",
     ("source", "kafka"): "cdcflow.io.kafka:KafkaSourceConfig",
     ("transform", "redact"): "cdcflow.transforms.redact:RedactConfig",
+    ("transform", "python"): "cdcflow.transforms.python_step:PythonTransformConfig",
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
     ("sink", "null"): "cdcflow.io.null:NullSinkConfig",
     ("sink", "postgres"): "cdcflow.io.postgres:PostgresSinkConfig",

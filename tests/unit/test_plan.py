@@ -8,7 +8,7 @@ from typing import Any, Literal
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.base import PartitionKey, Writer
+from cdcflow.io.base import PartitionKey
 from cdcflow.io.files import DeadLetterFileWriter, FileSource
 from cdcflow.io.null import NullWriter
 from cdcflow.io.sqlite import SqliteWriter
@@ -17,6 +17,7 @@ from cdcflow.pipelines.components import BuildContext, ComponentConfig, Componen
 from cdcflow.pipelines.config import load_pipeline
 from cdcflow.pipelines.plan import plan_pipeline, resume_offsets
 from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId
+from cdcflow.testing import MemoryWriter
 from cdcflow.transforms.decode import DecodeStep
 
 PIPELINE = """\
@@ -138,29 +139,12 @@ def test_transform_build_errors_are_located(
 # -- resume offsets --------------------------------------------------------------------------
 
 
-class FakeWriter(Writer):
-    def __init__(self, positions: dict[PartitionKey, int], keeps: bool = True) -> None:
-        self.positions = positions
-        self.keeps_positions = keeps
-        self.calls: list[str] = []
-
-    def open(self) -> None:
-        self.calls.append("open")
-
-    def committed_positions(self) -> dict[PartitionKey, int]:
-        self.calls.append("committed")
-        return dict(self.positions)
-
-    def close(self) -> None:
-        self.calls.append("close")
-
-
 PARTS: list[tuple[str, int | str]] = [("orders", 0), ("orders", 1), ("customers", 0)]
 
 
 def test_resume_from_the_lowest_committed_position() -> None:
-    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
-    b = FakeWriter({("orders", "0"): 12, ("orders", "1"): 5, ("customers", "0"): 7})
+    a = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
+    b = MemoryWriter(positions={("orders", "0"): 12, ("orders", "1"): 5, ("customers", "0"): 7})
     assert resume_offsets([a, b], PARTS) == {
         ("orders", "0"): 11,
         ("orders", "1"): 4,
@@ -170,25 +154,25 @@ def test_resume_from_the_lowest_committed_position() -> None:
 
 
 def test_partition_unknown_to_any_keeping_sink_starts_at_the_default() -> None:
-    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3})
-    b = FakeWriter({("orders", "0"): 12})
+    a = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3})
+    b = MemoryWriter(positions={("orders", "0"): 12})
     assert resume_offsets([a, b], PARTS) == {("orders", "0"): 11}
 
 
 def test_sinks_without_positions_are_ignored() -> None:
-    keeping = FakeWriter({("orders", "0"): 10})
-    other = FakeWriter({}, keeps=False)
+    keeping = MemoryWriter(positions={("orders", "0"): 10})
+    other = MemoryWriter(keeps_positions=False)
     assert resume_offsets([keeping, other], PARTS) == {("orders", "0"): 11}
     assert other.calls == []
     assert resume_offsets([other], PARTS) == {}
 
 
 def test_writer_is_closed_when_reading_positions_fails() -> None:
-    class Broken(FakeWriter):
+    class Broken(MemoryWriter):
         def committed_positions(self) -> dict[PartitionKey, int]:
             raise RuntimeError("db gone")
 
-    broken = Broken({})
+    broken = Broken()
     with pytest.raises(RuntimeError, match="db gone"):
         resume_offsets([broken], PARTS)
     assert broken.calls == ["open", "close"]

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdcflow.io.base import DeadLetterWriter
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.pipelines.plan import plan_pipeline
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, Op, Position, TableId
+from cdcflow.testing import MemoryDeadLetterWriter
 from cdcflow.transforms.base import event_dead_letter, raw_dead_letter
 from cdcflow.transforms.redact import RedactConfig, RedactStep
 from cdcflow.transforms.redact.dead_letters import (
@@ -20,24 +20,6 @@ from cdcflow.transforms.redact.dead_letters import (
 
 KEY = "dead-letter-test-key-0123456789"
 TABLE = TableId("shop", "public", "customers")
-
-
-class Memory(DeadLetterWriter):
-    def __init__(self) -> None:
-        self.letters: list[DeadLetter] = []
-        self.opened = self.closed = False
-
-    def open(self) -> None:
-        self.opened = True
-
-    def write(self, letters: Any) -> None:
-        self.letters.extend(letters)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def describe(self) -> list[str]:
-        return ["memory"]
 
 
 class Named:
@@ -71,12 +53,12 @@ def letter(step: str, email: str = "ada@example.com") -> DeadLetter:
 
 
 def test_without_redact_steps_the_writer_is_unchanged() -> None:
-    inner = Memory()
+    inner = MemoryDeadLetterWriter()
     assert protect_dead_letters(inner, [Named("decode"), Named("route")]) is inner
 
 
 def test_letters_from_before_the_step_are_redacted_once_and_later_ones_kept() -> None:
-    inner = Memory()
+    inner = MemoryDeadLetterWriter()
     step = redact(raw_dead_letters="drop")
     writer = protect_dead_letters(inner, [Named("decode"), Named("early"), step, Named("late")])
     assert isinstance(writer, RedactingDeadLetterWriter)
@@ -86,7 +68,8 @@ def test_letters_from_before_the_step_are_redacted_once_and_later_ones_kept() ->
     writer.open()
     writer.write([letter("early"), letter("late", email=token), already, raw])
     writer.close()
-    assert inner.opened and inner.closed and writer.describe() == ["memory"]
+    assert inner.opened and inner.closed
+    assert writer.describe() == ["4 dead letters in memory"]  # delegated to the inner writer
     early, late, sink, dropped = inner.letters
     assert early.event is not None and early.event["after"]["email"] == token
     assert late.event == letter("late", email=token).event  # not tokenized twice
@@ -95,7 +78,7 @@ def test_letters_from_before_the_step_are_redacted_once_and_later_ones_kept() ->
 
 
 def test_two_redact_steps_apply_in_order() -> None:
-    inner = Memory()
+    inner = MemoryDeadLetterWriter()
     first = redact("first")
     second = RedactStep(
         RedactConfig.model_validate(

@@ -19,6 +19,7 @@ Counters ``redacted_values{table,column,action}`` (``action`` is the strategy, `
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -33,7 +34,7 @@ from cdcflow.schemas.model import (
     Tombstone,
 )
 from cdcflow.transforms.base import Step, StepResult, now_ms
-from cdcflow.transforms.redact.config import RedactConfig
+from cdcflow.transforms.redact.config import RedactConfig, RuleConfig, TableConfig
 from cdcflow.transforms.redact.policy import Policy
 from cdcflow.transforms.redact.strategies import RedactionError
 
@@ -52,6 +53,28 @@ class RedactStep(Step):
         self.name = config.name
         self.metrics = Counters()
         self._policy: Policy | None = None
+
+    @classmethod
+    def from_rules(
+        cls,
+        rules: Sequence[RuleConfig | Mapping[str, Any]] = (),
+        tables: Sequence[TableConfig | Mapping[str, Any]] = (),
+        **options: Any,
+    ) -> RedactStep:
+        """A redact step built in code, without YAML.
+
+        ``rules`` and ``tables`` take the same shape as in YAML (mappings, or
+        :class:`RuleConfig`/:class:`TableConfig` values); ``options`` are the other keys of
+        ``type: redact`` (``name``, ``salt``, ``key``, ``raw_dead_letters``...). Raises
+        :class:`pydantic.ValidationError` (a ``ValueError``) for an invalid policy::
+
+            RedactStep.from_rules([{"columns": ["email"], "strategy": "hash-sha256"}],
+                                  salt="a-long-enough-salt-value")
+        """
+        config = RedactConfig.model_validate(
+            {"type": "redact", "rules": list(rules), "tables": list(tables), **options}
+        )
+        return cls(config)
 
     def __repr__(self) -> str:
         return (
