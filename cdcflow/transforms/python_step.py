@@ -72,9 +72,10 @@ def _check_function(function: Any, options: dict[str, Any]) -> None:
     try:
         signature.bind(object(), **options)
     except TypeError as exc:
+        given = f"with options {sorted(options)}" if options else "(no options given)"
         raise ValueError(
             f"the function's signature {signature} does not accept (event, **options) "
-            f"with options {sorted(options)}: {exc}; expected a function such as "
+            f"{given}: {exc}; expected a function such as "
             "def step(event, **options) -> event | list | None"
         ) from None
 
@@ -87,8 +88,9 @@ def _check_class(cls: type, options: dict[str, Any]) -> None:
     try:
         signature.bind(**options)
     except TypeError as exc:
+        shown = signature.replace(return_annotation=inspect.Signature.empty)
         raise ValueError(
-            f"{cls.__name__}{signature} cannot be built from options {sorted(options)}: {exc}"
+            f"{cls.__name__}{shown} cannot be built from options {sorted(options)}: {exc}"
         ) from None
 
 
@@ -98,7 +100,7 @@ class PythonTransformConfig(ComponentConfig):
     type: Literal["python"]
     name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
     function: str = Field(pattern=_TARGET)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("function")
     @classmethod
