@@ -53,7 +53,8 @@ def test_decode_redact_apply_and_write(tmp_path: Path) -> None:
             SqliteWriter("mirror", db, pipeline="t", tables="shop.public.*")
         )
         assert_that(
-            decoded.dead_letters | "Bad" >> beam.Map(lambda d: (d.step, d.position.offset, d.value)),
+            decoded.dead_letters
+            | "Bad" >> beam.Map(lambda d: (d.step, d.position.offset, d.value)),
             equal_to([("decode", 2, b"not json")]),
             label="DecodeDeadLetters",
         )

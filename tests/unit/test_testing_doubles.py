@@ -100,7 +100,9 @@ def test_memory_writer_is_picklable_and_logs_calls() -> None:
     assert pickle.loads(pickle.dumps(writer)).calls == ["open", "committed", "close"]
 
 
-@pytest.mark.parametrize(("error", "kind"), [("transient", TransientSinkError), ("terminal", SinkError)])
+@pytest.mark.parametrize(
+    ("error", "kind"), [("transient", TransientSinkError), ("terminal", SinkError)]
+)
 def test_faulty_writer_fails_the_nth_batch_without_a_position(error: str, kind: type) -> None:
     inner = MemoryWriter()
     writer = FaultyWriter(inner, fail_on=[2], error=error)  # type: ignore[arg-type]
