@@ -20,7 +20,10 @@ import yaml
 from tests.console import REPO, run_cdcflow
 
 EXAMPLES = sorted(p.parent for p in (REPO / "examples").glob("*/pipeline.yaml"))
-EMBEDDED = {("source", "file"), ("sink", "sqlite"), ("sink", "null"), ("dead_letter", "file")}
+EMBEDDED = {
+    ("source", "file"), ("transform", "redact"), ("sink", "sqlite"), ("sink", "null"),
+    ("dead_letter", "file"),
+}
 
 
 def _components(example: Path) -> list[tuple[str, Any]]:
@@ -29,6 +32,8 @@ def _components(example: Path) -> list[tuple[str, Any]]:
     if data.get("source"):
         items.append(("source", data["source"]))
     items += [("source", s) for s in data.get("sources") or []]
+    # transforms too: one from an installed plugin (type python...) needs a test of its own
+    items += [("transform", t) for t in data.get("transforms") or []]
     items += [("sink", s) for s in data.get("sinks") or []]
     if data.get("dead_letter"):
         items.append(("dead_letter", data["dead_letter"]))
