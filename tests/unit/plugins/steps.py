@@ -31,8 +31,9 @@ class Upper(EventStep):
         self.column = column
 
     def process_event(self, event: ChangeEvent) -> ChangeEvent:
-        """Upper-case the column of ``after``."""
-        assert event.after is not None
+        """Upper-case the column of ``after`` (deletes pass unchanged)."""
+        if event.after is None:
+            return event
         after = dict(event.after)
         after[self.column] = str(after[self.column]).upper()
         return msgspec.structs.replace(event, after=after)
