@@ -87,3 +87,22 @@ def test_redact_accepts_a_step_and_refuses_other_policies() -> None:
         Redact(step, salt="x" * 32)
     with pytest.raises(ValueError, match="not both"):
         Decode(object(), format="debezium-json")
+
+
+def test_event_step_counters_reach_beam_metrics() -> None:
+    from apache_beam.metrics import MetricsFilter
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from cdcflow.beam.transforms import NAMESPACE
+
+    pipeline = beam.Pipeline(runner=FnApiRunner())
+    decoded = pipeline | beam.Create(_batches(), reshuffle=False) | Decode()
+    _ = decoded.events | ApplyStep(
+        FunctionStep(lambda e: None if e.key == {"id": 0} else e, name="drop0")
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    got = {c.key.metric.name: c.committed for c in counters if "step_events" in c.key.metric.name}
+    base = "step_events{step=drop0,table=shop.public.users,outcome="
+    assert got == {base + "in}": 4, base + "out}": 3, base + "dropped}": 1}
