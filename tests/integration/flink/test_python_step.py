@@ -6,6 +6,7 @@ PYTHONPATH (the repository root), as a user's module on PYTHONPATH would.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,34 @@ def test_function_and_class_steps_run_on_the_flink_engine(
     rows = query(pg_database, "SELECT id, qty, note, region FROM orders")
     assert {r[0]: (r[1], r[2]) for r in rows} == expected
     assert {r[3] for r in rows} == {"on-flink"}
+
+
+def test_an_entry_point_step_from_an_installed_package_runs_on_the_flink_engine(
+    flink_venv: FlinkVenv, kafka_broker: str, pg_database: str, topic_name: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """examples/custom-transform's plugin, installed (pip --target) and put on PYTHONPATH."""
+    target = tmp_path / "plugin"
+    installed = subprocess.run(
+        [str(flink_venv.python), "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+         str(target), str(REPO / "examples" / "custom-transform" / "plugin")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr
+    monkeypatch.setenv("PYTHONPATH", str(target))
+    create_topic(kafka_broker, topic_name, partitions=1)
+    changes = change_stream(20, keys=5)
+    produce_changes(kafka_broker, topic_name, changes)
+    pipeline = write_pipeline(
+        tmp_path / "pipeline.yaml", "flink-plugin-step", kafka_broker, topic_name, pg_database,
+        flink_venv,
+    )
+    document = yaml.safe_load(pipeline.read_text())
+    document["transforms"] = [{"type": "drop_table", "tables": "shop.public.orders"}]
+    document["sinks"] = document["sinks"][:1]
+    pipeline.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = cdcflow(flink_venv, "run", str(pipeline), "--engine", "flink", "--until-caught-up")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert query(pg_database, "SELECT count(*) FROM orders") in ([], [(0,)])  # all dropped
+    positions = query(pg_database, 'SELECT "offset" FROM cdcflow_offsets')
+    assert positions == [(19,)]  # the dropped events' offsets are still covered
