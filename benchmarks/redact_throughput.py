@@ -13,6 +13,10 @@ event has a key) and runs :class:`cdcflow.transforms.redact.RedactStep` over bat
 * ``scan``: content detectors (all nine) over the text columns of a free-text table
   (no column rules), each row carrying an e-mail and a phone number in ``notes``.
 
+Then ``--adversarial`` (on by default) times all nine detectors over texts of about 100k
+characters built to make regular expressions backtrack or candidates restart (moved here from
+the unit tests: the goal is linear time, each text well under 5 CPU-seconds).
+
 Prints events/s, CPU seconds and peak RSS per scenario. Run:
 ``.venv/bin/python benchmarks/redact_throughput.py [--events 200000] [--batch 10000]``.
 Not part of the test suite; the numbers go in docs/redaction.md.
@@ -133,13 +137,48 @@ def run(name: str, events: list[ChangeEvent], batch_size: int) -> tuple[float, f
     return len(events) / watch.wall, watch.cpu
 
 
+#: Texts of about 100k characters that would take quadratic time with a careless pattern.
+ADVERSARIAL: dict[str, str] = {
+    "digit groups": "1 " * 50_000,
+    "plus groups": "+1" + " 2" * 50_000 + "x",
+    "trunk groups": "0" + "-12" * 30_000 + "a",
+    "local part": "a" * 100_000 + "@",
+    "domain": "@" + "b" * 100_000,
+    "iban groups": "DE89" + " ABCD" * 20_000 + "z",
+    "iban starts": "SW19 " * 20_000,
+    "hex colons": "ab:" * 30_000 + "g",
+    "jwt header": "eyJ" + "a" * 100_000,
+    "jwt restarts": "eyJa." * 20_000,
+    "bearer words": "bearer " * 20_000,
+    "card digits": "4111" * 25_000 + "x",
+    "dotted": "1.2.3." * 20_000,
+}
+
+
+def adversarial() -> None:
+    """CPU seconds of :func:`find_all` (all detectors) per adversarial text."""
+    import time
+
+    from cdcflow.transforms.redact.detectors import build_detectors, find_all
+
+    detectors = build_detectors()
+    print("adversarial texts (all nine detectors), CPU seconds:")
+    for label, text in ADVERSARIAL.items():
+        start = time.process_time()
+        find_all(text, detectors)
+        print(f"  {label:14s} {len(text):>7,} chars  {time.process_time() - start:6.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
+    parser.add_argument("--no-adversarial", dest="adversarial", action="store_false")
     args = parser.parse_args()
+    if args.adversarial:
+        adversarial()
     events = make_events(args.events)
     gc.freeze()  # the generated input is a benchmark artifact: keep it out of GC passes
     print(

@@ -193,9 +193,11 @@ def test_every_detector_is_built_by_default() -> None:
     ],
     ids=range(11),
 )
-def test_adversarial_texts_are_scanned_in_linear_time(text: str) -> None:
-    import time
-
-    start = time.process_time()
-    find_all(text, build_detectors())
-    assert time.process_time() - start < 5.0
+def test_adversarial_texts_give_well_formed_spans(text: str) -> None:
+    # The time these take is measured in benchmarks/redact_throughput.py (``adversarial``);
+    # here only the result: ordered, non-overlapping spans inside the text.
+    spans = find_all(text, build_detectors())
+    last = 0
+    for start, end, name in spans:
+        assert last <= start < end <= len(text), (start, end, name)
+        last = end

@@ -73,6 +73,11 @@ WORDS = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=8
 )
 PII = st.one_of(st.emails(), card_numbers(), phone_numbers())
+#: Tokens that look like PII but are not: planted next to the real values (issue 9 item 10).
+LOOK_ALIKES = st.sampled_from(
+    ["SW19 5AE", "EC1A 1BB", "ORD-2024-000123", "INV 2024/0042", "2024-03-01", "01/03/2024",
+     "10:30:45", "v1.2.3", "GB00 WEST 1234 5698 7654 32", "000-12-3456", "#A-12345"]
+)  # fmt: skip
 
 
 @st.composite
@@ -80,7 +85,11 @@ def texts_with_pii(draw: st.DrawFn) -> tuple[str, list[str]]:
     """A text of words with PII values embedded; returns the text and the values."""
     parts = draw(
         st.lists(
-            st.one_of(WORDS.map(lambda w: ("word", w)), PII.map(lambda p: ("pii", p))),
+            st.one_of(
+                WORDS.map(lambda w: ("word", w)),
+                LOOK_ALIKES.map(lambda w: ("word", w)),
+                PII.map(lambda p: ("pii", p)),
+            ),
             min_size=1,
             max_size=8,
         )
@@ -103,7 +112,19 @@ def events_with_pii(draw: st.DrawFn) -> tuple[ChangeEvent, list[str]]:
         after[f"c{index}"] = text
         old, old_values = draw(texts_with_pii())
         planted += old_values
-        before[f"c{index}"] = draw(st.sampled_from([old, [old, {"nested": text}]]))
+        # PII in object keys too, at any depth (issue 9 item 9); the key carries the value
+        # of a neighbouring column so that every planted value is in the event.
+        key_text, key_values = draw(texts_with_pii())
+        planted += key_values
+        before[f"c{index}"] = draw(
+            st.sampled_from(
+                [
+                    {key_text: old},
+                    [old, {"nested": text, key_text: {key_text + " again": True}}],
+                    {"outer": [{key_text: old}, {text: None}]},
+                ]
+            )
+        )
     contact = draw(PII)
     planted.append(contact)
     after["contact"] = before["contact"] = contact

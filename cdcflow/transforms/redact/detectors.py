@@ -114,8 +114,10 @@ class Detector:
         digits: bool = False,
         validate: Callable[[re.Match[str]], Span | list[Span] | None] | None = None,
         flags: int = 0,
+        retry: bool = True,
     ) -> None:
         self.name = name
+        self.retry = retry
         self.regex = re.compile(pattern, flags)
         self.needs = needs
         self.digits = digits
@@ -157,6 +159,11 @@ class Detector:
                 spans.extend(found)
             elif found is not None:
                 spans.append(found)
+            elif self.retry:
+                # Rejected: the real value may start inside the candidate (an IBAN after a
+                # postcode the pattern swallowed), so try the next start, not the match's end.
+                position = match.start() + 1
+                continue
             # A validator may accept less than the regex consumed (a phone number followed by
             # more digit groups): search again right after what it accepted.
             position = match.end()
@@ -210,6 +217,7 @@ def _card_detector() -> Detector:
         r"(?<![\d])\d(?:[ \-]?\d){12,}(?![\d])",
         digits=True,
         validate=_validate_card,
+        retry=False,  # the validator itself tries every digit group as a start
     )
 
 
@@ -249,22 +257,50 @@ def _validate_ssn(match: re.Match[str]) -> Span | None:
 
 
 def _validate_iban(match: re.Match[str]) -> Span | None:
+    """The longest prefix of the candidate that is a valid IBAN (spaces ignored)."""
     text = match.group(0)
     start = match.start()
     # Map every non-space character to its position so a shorter valid prefix can be found.
-    chars = [(start + i, ch) for i, ch in enumerate(text) if ch != " "]
-    for end in range(min(len(chars), 34), 14, -1):
-        candidate = "".join(ch for _, ch in chars[:end])
-        if iban_valid(candidate):
-            return (start, chars[end - 1][0] + 1)
-    return None
+    chars = [(start + i, ch) for i, ch in enumerate(text) if ch != " "][:34]
+    expected = IBAN_LENGTHS.get(text[:2])
+    if expected is not None:
+        if expected <= len(chars) and iban_valid("".join(ch for _, ch in chars[:expected])):
+            return (start, chars[expected - 1][0] + 1)
+        return None
+    # An unlisted country: the mod-97 remainder of every prefix in one pass (the check
+    # characters move behind the body: remainder = body * 10**6 + check, mod 97).
+    check = int("".join(str(int(ch, 36)) for _, ch in chars[:4]))
+    remainder = 0
+    best: Span | None = None
+    for index in range(4, len(chars)):
+        value = int(chars[index][1], 36)
+        remainder = (remainder * (10 if value < 10 else 100) + value) % 97
+        if index >= 14 and (remainder * 1_000_000 + check) % 97 == 1:
+            best = (start, chars[index][0] + 1)
+    return best
 
 
 def _validate_ipv6(match: re.Match[str]) -> Span | None:
+    """The address in the candidate, trying each group as its start (leftmost first).
+
+    A candidate may carry a look-alike in front (``8080:2001:db8::1`` after a port); the
+    pattern cannot start inside it, so the group starts are tried here.
+    """
     text = match.group(0)
     if text.count(":") < 2 or len(text) > 100:
         return None
-    start, end = match.start(), match.end()
+    starts = [0] + [i + 1 for i in range(len(text) - 1) if text[i] == ":" != text[i + 1]]
+    for offset in starts:
+        found = _ipv6_at(text[offset:], match.start() + offset)
+        if found is not None:
+            return found
+    return None
+
+
+def _ipv6_at(text: str, start: int) -> Span | None:
+    if text.count(":") < 2:
+        return None
+    end = start + len(text)
     for trim_left in (0, 1):
         for trim_right in (0, 1):
             if trim_left and (not text.startswith(":") or text.startswith("::")):
@@ -323,7 +359,9 @@ _FACTORIES: dict[DetectorName, Callable[[], Detector]] = {
     ),
     "iban": lambda: Detector(
         "iban",
-        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9])++(?![A-Za-z0-9])",
+        # Bounded (at most 34 characters without the spaces) so that a rejected candidate
+        # is retried at the next start in linear time; the validator picks the prefix.
+        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}",
         digits=True,
         validate=_validate_iban,
     ),

@@ -163,7 +163,7 @@ class Scanner:
         if isinstance(value, str):
             return [name for _, _, name in find_all(value, self.detectors)]
         if isinstance(value, dict):
-            return [n for v in value.values() for n in self.detect(v)]
+            return [n for item in value.items() for part in item for n in self.detect(part)]
         if isinstance(value, (list, tuple)):
             return [n for v in value for n in self.detect(v)]
         if type(value) is int and value >= 10**12 and self.has_card:
@@ -184,22 +184,25 @@ class Scanner:
             return self.value_fn if self.value_fn is DROP else self.value_fn(value)
         return self._scan_parts(value, hits)
 
+    def _scan_text(self, value: str, hits: list[str]) -> str:
+        spans = find_all(value, self.detectors)
+        if not spans:
+            return value
+        pieces = []
+        last = 0
+        for start, end, name in spans:
+            pieces.append(value[last:start])
+            pieces.append(self.sub_fns[name](value[start:end]))
+            hits.append(name)
+            last = end
+        pieces.append(value[last:])
+        return "".join(pieces)
+
     def _scan_parts(self, value: Any, hits: list[str]) -> Any:
         if type(value) is str or isinstance(value, str):
-            spans = find_all(value, self.detectors)
-            if not spans:
-                return value
-            pieces = []
-            last = 0
-            for start, end, name in spans:
-                pieces.append(value[last:start])
-                pieces.append(self.sub_fns[name](value[start:end]))
-                hits.append(name)
-                last = end
-            pieces.append(value[last:])
-            return "".join(pieces)
+            return self._scan_text(value, hits)
         if isinstance(value, dict):
-            return {k: self._scan_parts(v, hits) for k, v in value.items()}
+            return self._scan_dict(value, hits)
         if isinstance(value, (list, tuple)):
             return [self._scan_parts(v, hits) for v in value]
         if type(value) is int and value >= 10**12:
@@ -208,6 +211,36 @@ class Scanner:
                 hits.append("card")
                 return None  # a number cannot hold a replacement text: it becomes null
         return value
+
+    def _scan_dict(self, value: dict[Any, Any], hits: list[str]) -> dict[Any, Any]:
+        """Scan keys and values of an object (docs/redaction.md, "Objects").
+
+        A key with findings is rewritten like a value. Keys left unchanged keep their names;
+        a rewritten key that equals a name already taken gets ``#2``, ``#3``, ... (the first
+        free one, in the object's order), so no two entries collapse into one.
+        """
+        renamed: dict[str, str] = {}
+        for key in value:
+            if type(key) is str:
+                new = self._scan_text(key, hits)
+                if new != key:
+                    renamed[key] = new
+        if not renamed:
+            return {k: self._scan_parts(v, hits) for k, v in value.items()}
+        taken = {k for k in value if k not in renamed}
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            name = renamed.get(key)
+            if name is None:
+                name = key
+            else:
+                base, suffix = name, 2
+                while name in taken:
+                    name = f"{base}#{suffix}"
+                    suffix += 1
+                taken.add(name)
+            out[name] = self._scan_parts(item, hits)
+        return out
 
 
 class RowPlan:
