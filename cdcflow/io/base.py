@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch, TableId
 
@@ -43,6 +44,16 @@ class Source:
     def check(self) -> list[str]:
         """Problems that would stop a run (missing file, unreachable server); empty when fine."""
         return []
+
+    def discover_tables(self, decode: Any) -> set[str] | None:
+        """The tables (``db.schema.table``) this source can deliver; None when it cannot tell.
+
+        Used by ``cdcflow validate`` and by ``strict``/``require_match`` to find table
+        patterns that match nothing (docs/redaction.md). ``decode`` is the pipeline's decode
+        step, for sources that must read their contents to name the tables. Sources that can
+        tell override it; the default says "unknown".
+        """
+        return None
 
     def end_offsets(self, timeout: float | None = None) -> dict[tuple[str, int], int] | None:
         """The end (one past the last offset) of every partition, now; None when unknown.

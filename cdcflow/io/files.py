@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from pydantic import Field, field_validator
@@ -92,6 +92,14 @@ class FileSource(Source):
             with path.open("rb") as handle:
                 ends[(name, 0)] = sum(1 for _ in handle)
         return ends
+
+    def discover_tables(self, decode: Any) -> set[str] | None:
+        """The tables named by the files' contents, decoded as a run decodes them."""
+        tables: set[str] = set()
+        for stream, partition in self.partitions():
+            for raw in self.read(stream, partition, None):
+                tables.update(str(event.table) for event in decode.process(raw).batch.events)
+        return tables
 
     def check(self) -> list[str]:
         """Every file must exist and be readable."""

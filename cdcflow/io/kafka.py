@@ -45,7 +45,7 @@ from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_ex
 from cdcflow.io.base import PartitionKey, Source
 from cdcflow.io.schema_registry import SchemaRegistryConfig
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
-from cdcflow.schemas.model import Position, RawBatch, RawRecord
+from cdcflow.schemas.model import Position, RawBatch, RawRecord, TableId
 
 if TYPE_CHECKING:
     from cdcflow.transforms.decode import DecodeStep
@@ -342,6 +342,14 @@ class KafkaSource(Source):
         if self._partitions is None:
             self._partitions = self._discover()
         return list(self._partitions)
+
+    def discover_tables(self, decode: Any) -> set[str] | None:
+        """The subscribed topics' names as table ids, mapped as the decoder maps a topic.
+
+        A message whose source block names its table is filed under that name instead; the
+        topic is what can be known without reading (Debezium names topics after tables).
+        """
+        return {str(TableId.parse(topic)) for topic, _ in self.partitions()}
 
     def _discover(self) -> list[tuple[str, int]]:
         kafka = _kafka()

@@ -192,6 +192,14 @@ def run(
         say(f"  {line}")
 
 
+def _warn_unmatched_tables(config: Any, plan: Any) -> None:
+    """Warn for every table pattern that matches none of the source's tables."""
+    from cdcflow.pipelines.table_match import warnings
+
+    for line in warnings(config, plan.source, plan.decode):
+        click.echo(scrub(f"warning: {line}"), err=True)
+
+
 @main.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
 def validate(pipeline_file: Path) -> None:
@@ -220,6 +228,8 @@ def validate(pipeline_file: Path) -> None:
         except Exception as exc:  # a check that crashes is a failed check
             log.debug("checking %s failed", component, exc_info=True)
             problems.append(describe_unexpected(exc, component))
+    if not problems:
+        _warn_unmatched_tables(config, plan)
     if problems:
         for problem in problems:
             report_error(problem)

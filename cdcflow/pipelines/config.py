@@ -54,6 +54,8 @@ class PipelineConfig(BaseModel):
     sinks: list[ComponentConfig]
     dead_letter: ComponentConfig | None = None
     engine: EngineConfig | None = None
+    #: Table patterns that match no table are errors, not warnings (docs/redaction.md).
+    strict: bool = False
     path: Path
     _lines: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
@@ -100,6 +102,7 @@ class _Top(BaseModel):
     sinks: list[dict[str, Any]] = Field(min_length=1)
     dead_letter: dict[str, Any] | None = None
     engine: dict[str, Any] | None = None
+    strict: bool = False
 
 
 class _Problems:
@@ -413,6 +416,7 @@ def parse_pipeline(text: str, path: Path, env: Mapping[str, str] | None = None) 
             sinks=[s for s in sinks if s is not None],
             dead_letter=dead_letter,
             engine=engine,
+            strict=top.strict,
             path=path,
         )
     except ValidationError as exc:

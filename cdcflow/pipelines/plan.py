@@ -16,6 +16,7 @@ import msgspec
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
+from cdcflow.pipelines import table_match
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.pipelines.config import Loc, PipelineConfig
 from cdcflow.transforms.redact.dead_letters import protect_dead_letters
@@ -59,6 +60,9 @@ def plan_pipeline(config: PipelineConfig) -> Plan:
         dead_letters = DeadLetterFileWriter(
             context.base_dir / "dead-letters" / f"{config.pipeline}.jsonl"
         )
+    # strict / require_match: a table pattern that matches nothing stops here, before a
+    # single record is read (fail closed; docs/redaction.md).
+    table_match.enforce(config, source, decode)
     # Redact steps also redact the dead letters of the steps before them, at the dead-letter
     # sink, whatever the engine (docs/redaction.md); without redact steps this is a no-op.
     dead_letters = protect_dead_letters(dead_letters, [decode, *steps])

@@ -296,6 +296,9 @@ class RedactConfig(ComponentConfig):
     tables: list[TableConfig] = []
     raw_dead_letters: Literal["keep", "drop"] = "keep"
     scan_dead_letter_reasons: bool = True
+    #: Every rule and ``tables:`` pattern of this step must match a table the source names;
+    #: otherwise validate and run fail (exit 2) before any data flows.
+    require_match: bool = False
 
     @model_validator(mode="after")
     def _check_policy(self) -> RedactConfig:

@@ -558,6 +558,23 @@ class Policy:
         self.cells: Cells = {}
         self._by_id: dict[TableId, TablePlan] = {}
         self._by_name: dict[str, TablePlan] = {}
+        #: Indexes of the rules and ``tables:`` entries that matched a table seen so far.
+        self.matched_rules: set[int] = set()
+        self.matched_tables: set[int] = set()
+
+    def unmatched(self) -> list[tuple[str, str]]:
+        """``(where, pattern)`` of every rule/``tables:`` entry no table seen has matched."""
+        found = [
+            (f"rules[{r.index}]", ",".join(r.rule.table_patterns))
+            for r in self.rules
+            if r.index not in self.matched_rules
+        ]
+        found += [
+            (f"tables[{i}]", ",".join(t.table_patterns))
+            for i, t in enumerate(self.config.tables)
+            if i not in self.matched_tables
+        ]
+        return found
 
     def for_table(self, table: TableId) -> TablePlan:
         """The plan of ``table`` (cached)."""
@@ -581,6 +598,12 @@ class Policy:
                     break
             plan = TablePlan(name, rules, policy, scanner, self.cells)
             self._by_name[name] = plan
+            self.matched_rules.update(r.index for r in rules)
+            self.matched_tables.update(
+                i
+                for i, t in enumerate(self.config.tables)
+                if any(fnmatch.fnmatchcase(name, p) for p in t.table_patterns)
+            )
         return plan
 
     def scrub_text(self, text: str, replacement: str = "[REDACTED]") -> str:

@@ -19,6 +19,7 @@ Counters ``redacted_values{table,column,action}`` (``action`` is the strategy, `
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,9 @@ from cdcflow.transforms.redact.policy import Policy
 from cdcflow.transforms.redact.strategies import RedactionError
 
 COUNTER = "redacted_values"
+#: After this many batches, patterns that matched no table are logged once and counted.
+WARN_AFTER_BATCHES = 10
+log = logging.getLogger("cdcflow.transforms.redact")
 
 
 class RedactStep(Step):
@@ -53,6 +57,7 @@ class RedactStep(Step):
         self.name = config.name
         self.metrics = Counters()
         self._policy: Policy | None = None
+        self._batches = 0
 
     @classmethod
     def from_rules(
@@ -125,7 +130,24 @@ class RedactStep(Step):
             markers = [self._tombstone(m, batch.stream) for m in markers]
         out = msgspec.structs.replace(batch, events=events, markers=markers)
         self._flush_counts()
+        self._batches += 1
+        if self._batches == WARN_AFTER_BATCHES:
+            self._warn_unmatched()
         return StepResult(batch=out, dead_letters=dead)
+
+    def _warn_unmatched(self) -> None:
+        """Once, after the first batches: log and count every pattern that matched nothing."""
+        for where, pattern in self.policy.unmatched():
+            log.warning(
+                "redact step %s: %s table pattern %r has matched no table in the first %d "
+                "batches: its columns may pass unredacted (check the name; require_match: "
+                "true makes this an error, docs/redaction.md)",
+                self.name,
+                where,
+                pattern,
+                WARN_AFTER_BATCHES,
+            )
+            self.metrics.inc("redact_unmatched_patterns", {"step": self.name, "rule": where})
 
     def _dead_letter(self, redacted: ChangeEvent, error: RedactionError) -> DeadLetter:
         return DeadLetter(
