@@ -214,13 +214,17 @@ def _explain(
             return f"is required but missing (expected {_describe_type(field.annotation)})"
         return "is required but missing"
     if kind == "extra_forbidden":
+        if model is not None and len(loc) > 1:
+            model, loc = _nested_model(model, loc[:-1]), loc[-1:]
         if model is not None and len(loc) == 1:
             known = [name for name in model.model_fields if name != "path" or model is not _Top]
             if model is not _Top:
                 known = [name for name in known if name != "type"]
             guess = difflib.get_close_matches(str(loc[0]), known, n=1)
             hint = f"did you mean {guess[0]!r}? " if guess else ""
-            return f"is not a known key here; {hint}expected one of: {', '.join(known)}"
+            page = getattr(model, "docs_page", None)
+            see = f" (see {page})" if page else ""
+            return f"is not a known key here; {hint}expected one of: {', '.join(known)}{see}"
         return "is not a known key here (check the spelling; see docs/configuration.md)"
     if kind == "dict_type":
         got = type(item.get("input")).__name__.replace("NoneType", "nothing")
@@ -258,6 +262,31 @@ def _shown(value: Any, hidden: list[str] | None) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return text
+
+
+def _nested_model(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The model that holds the last key of ``loc`` (through lists, optionals, unions)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        if field is None:
+            return None
+        current = _model_in(field.annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe_type(annotation: Any) -> str:

@@ -146,3 +146,35 @@ def test_the_run_logs_and_counts_a_rule_that_matched_nothing_once(
         if name == "redact_unmatched_patterns"
     }
     assert counts == {("redact_unmatched_patterns", "rules[0]"): 1}
+
+
+# -- unknown keys inside a redact rule (issue 10 item 9) -----------------------------------
+
+
+def test_an_unknown_key_in_a_redact_rule_gets_a_suggestion_and_the_redaction_page(
+    tmp_path: Path,
+) -> None:
+    path = _project(tmp_path, TYPO.replace("columns:", "colums:"))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    line = next(x for x in result.stderr.splitlines() if "rules[0].colums" in x)
+    assert f"{path}:11: transforms[0].rules[0].colums: is not a known key here; " in line
+    assert "did you mean 'columns'?" in line
+    assert line.endswith("(see docs/redaction.md)")
+
+
+def test_an_unknown_key_in_a_detect_block_gets_a_suggestion(tmp_path: Path) -> None:
+    redact = """\
+    tables:
+      - table: "myshop.public.*"
+        scan: true
+        detect:
+          stratgy: mask
+"""
+    path = _project(tmp_path, redact)
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "transforms[0].tables[0].detect.stratgy: is not a known key here; did you mean " in (
+        result.stderr
+    )
+    assert "'strategy'?" in result.stderr

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -92,6 +92,8 @@ _STRATEGY_FIELDS = frozenset(
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    #: Where unknown-key errors point (cdcflow.pipelines.config).
+    docs_page: ClassVar[str] = "docs/redaction.md"
 
 
 def _check_secret_lengths(model: BaseModel) -> None:
@@ -287,6 +289,7 @@ class RedactConfig(ComponentConfig):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    docs_page: ClassVar[str] = "docs/redaction.md"
 
     type: Literal["redact"]
     name: str = Field(default="redact", min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
