@@ -270,7 +270,8 @@ def _nested_model(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     for part in loc:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(str(part)) if isinstance(current, type) else None
+        fields = getattr(current, "model_fields", {})
+        field = fields.get(str(part))
         if field is None:
             return None
         current = _model_in(field.annotation)
