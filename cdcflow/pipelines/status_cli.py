@@ -120,7 +120,7 @@ def pipeline_status(pipeline_file: Path) -> int:
 
     try:
         config = load_pipeline(pipeline_file)
-        plan = plan_pipeline(config)
+        plan = plan_pipeline(config, check_tables=False)
     except ConfigError as exc:
         click.echo(error_line(str(exc)), err=True)
         return EXIT_USAGE
