@@ -152,12 +152,20 @@ class TableFilter:
     def __init__(self, patterns: str | Sequence[str]) -> None:
         self.patterns = (patterns,) if isinstance(patterns, str) else tuple(patterns)
         self._cache: dict[TableId, bool] = {}
+        #: The patterns that matched some table seen so far.
+        self.matched: set[str] = set()
 
     def __call__(self, table: TableId) -> bool:
         """True when ``table`` matches any of the patterns (cached per table)."""
         hit = self._cache.get(table)
         if hit is None:
             name = str(table)
-            hit = any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+            found = [p for p in self.patterns if fnmatch.fnmatchcase(name, p)]
+            self.matched.update(found)
+            hit = bool(found)
             self._cache[table] = hit
         return hit
+
+    def unmatched(self) -> list[str]:
+        """The patterns no table seen so far has matched."""
+        return [p for p in self.patterns if p not in self.matched]

@@ -12,15 +12,20 @@ already has every column the events carry.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 from cdcflow.io.base import PartitionKey, TableFilter, Writer
+from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
 from cdcflow.transforms.base import event_dead_letter
 
 #: A target table: ``(schema or database, table)``.
 Target = tuple[str, str]
+#: After this many batches, ``tables:`` patterns that matched no table are logged once.
+WARN_AFTER_BATCHES = 10
+log = logging.getLogger("cdcflow.sinks")
 
 
 class TableWriter(Writer):
@@ -43,6 +48,10 @@ class TableWriter(Writer):
         self.truncate = truncate
         self._positions: dict[PartitionKey, int] = {}
         self.last_applied = 0
+        #: ``sink_unmatched_patterns{sink, pattern}``: ``tables:`` patterns that matched no
+        #: table in the first :data:`WARN_AFTER_BATCHES` batches (docs/redaction.md).
+        self.metrics = Counters()
+        self._batches = 0
 
     def committed_positions(self) -> dict[PartitionKey, int]:
         """The stored positions of this pipeline and sink."""
@@ -53,6 +62,18 @@ class TableWriter(Writer):
         keep = self.filter
         events = [e for e in batch.events if e.position.offset > committed and keep(e.table)]
         self.last_applied = len(events)
+        self._batches += 1
+        if self._batches == WARN_AFTER_BATCHES:
+            for pattern in keep.unmatched():
+                log.warning(
+                    "sink %s: tables pattern %r has matched no table in the first %d batches "
+                    "(check the name; strict: true makes validate and run fail, "
+                    "docs/redaction.md)",
+                    self.name,
+                    pattern,
+                    WARN_AFTER_BATCHES,
+                )
+                self.metrics.inc("sink_unmatched_patterns", {"sink": self.name, "pattern": pattern})
         return events
 
     def _write_what(self, batch: EventBatch) -> str:

@@ -178,3 +178,33 @@ def test_an_unknown_key_in_a_detect_block_gets_a_suggestion(tmp_path: Path) -> N
         result.stderr
     )
     assert "'strategy'?" in result.stderr
+
+
+def test_a_sink_pattern_that_matched_nothing_is_logged_and_counted_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cdcflow.io.sink_common import WARN_AFTER_BATCHES
+    from cdcflow.io.sqlite import SqliteWriter
+
+    writer = SqliteWriter(
+        "mirror", tmp_path / "m.sqlite", "p", tables=["shop.public.*", "shop.pubic.orders"]
+    )
+    writer.open()
+    try:
+        with caplog.at_level(logging.WARNING, logger="cdcflow.sinks"):
+            for offset in range(WARN_AFTER_BATCHES * 2):
+                batch = EventBatch(
+                    stream="s",
+                    partition=0,
+                    last_offset=offset,
+                    events=[event(CUSTOMERS, key={"id": 1}, after={"id": 1}, offset=offset)],
+                )
+                writer.write(batch)
+    finally:
+        writer.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "cdcflow.sinks"]
+    assert len(messages) == 1, messages
+    assert "sink mirror: tables pattern 'shop.pubic.orders' has matched no table" in messages[0]
+    assert writer.metrics.totals() == {
+        ("sink_unmatched_patterns", (("sink", "mirror"), ("pattern", "shop.pubic.orders"))): 1
+    }
