@@ -109,7 +109,10 @@ def warnings(config: PipelineConfig, source: Any, decode: Any) -> list[str]:
     patterns = table_patterns(config)
     if not patterns:
         return []
-    tables = source.discover_tables(decode)
+    try:
+        tables = source.discover_tables(decode)
+    except Exception as exc:  # noqa: BLE001 - a warning pass must not end validate
+        return [f"{config.path}: cannot list the source's tables to check table patterns ({exc})"]
     if tables is None:
         return []
     return [describe(config, item, tables) for item in unmatched(config, tables)]
