@@ -38,6 +38,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from cdcflow.beam import coders
+from cdcflow.beam.fnapi import STATE_SAMPLING_PERIOD_MS as STATE_SAMPLING_PERIOD_MS
+from cdcflow.beam.fnapi import eager_metric_merges
+from cdcflow.beam.fnapi import short_state_sampling as _short_state_sampling
 from cdcflow.beam.transforms import (
     EVENTS,
     NAMESPACE,
@@ -183,38 +186,6 @@ def _gc_tuned() -> Iterator[None]:
         gc.unfreeze()
 
 
-#: Beam's state-sampler period while a pipeline runs (ms; Beam's default is 200).
-STATE_SAMPLING_PERIOD_MS = 10
-
-
-@contextmanager
-def _short_state_sampling(period_ms: int = STATE_SAMPLING_PERIOD_MS) -> Iterator[None]:
-    """Make Beam's per-bundle state sampler wake every ``period_ms`` instead of 200 ms.
-
-    Every bundle starts a sampling thread that sleeps up to the sampling period between
-    samples; ending the bundle joins it, so each bundle end waited up to 200 ms (measured:
-    ~0.1-0.2 s of a 2 s Kafka run). The sampler only feeds Beam's per-step timing counters,
-    which cdcflow does not use. The period is a constructor default in Beam, so it is
-    swapped for the run and restored afterwards; if Beam's code has another shape, nothing
-    is changed.
-    """
-    try:
-        from apache_beam.runners.worker import statesampler
-
-        init = statesampler.StateSampler.__init__
-        defaults = init.__defaults__
-    except (ImportError, AttributeError):
-        defaults = None
-    if not defaults or type(defaults[-1]) is not int:
-        yield
-        return
-    init.__defaults__ = (*defaults[:-1], period_ms)
-    try:
-        yield
-    finally:
-        init.__defaults__ = defaults
-
-
 def _pipeline(args: list[str]) -> beam.Pipeline:
     options = PipelineOptions(args)
     runner_name = options.get_all_options().get("runner")
@@ -271,7 +242,7 @@ def run(
                 reset_epoch()
             build(pipeline, plan, until_caught_up=until_caught_up)
             timer = threading.Timer(_epoch_seconds(), end_epoch) if streaming else None
-            with _gc_tuned(), _short_state_sampling():
+            with _gc_tuned(), _short_state_sampling(), eager_metric_merges():
                 if timer is not None:
                     timer.daemon = True
                     timer.start()
