@@ -52,6 +52,8 @@ PartitionSpec = tuple[str, int, int, int]
 
 _STOP = threading.Event()
 _EPOCH_OVER = threading.Event()
+# Bundles the readers started in this epoch, and the count that ends the epoch (0: no limit).
+_BUNDLES = [0, 0]
 
 
 def request_stop() -> None:
@@ -79,9 +81,25 @@ def end_epoch() -> None:
     _EPOCH_OVER.set()
 
 
-def reset_epoch() -> None:
-    """Start a new epoch."""
+def reset_epoch(max_bundles: int = 0) -> None:
+    """Start a new epoch; with ``max_bundles`` it ends once the readers started that many bundles.
+
+    (Beam's FnApiRunner keeps per-bundle bookkeeping for a run, so the bundle count, not the
+    time, is what an epoch bounds; see :mod:`cdcflow.pipelines.beam_runner`.)
+    """
     _EPOCH_OVER.clear()
+    _BUNDLES[0], _BUNDLES[1] = 0, max(0, max_bundles)
+
+
+def epoch_bundles() -> int:
+    """Bundles the Kafka readers of this process started since the epoch began."""
+    return _BUNDLES[0]
+
+
+def _bundle_started() -> None:
+    _BUNDLES[0] += 1
+    if _BUNDLES[1] and _BUNDLES[0] >= _BUNDLES[1]:
+        _EPOCH_OVER.set()
 
 
 def _should_stop() -> bool:
@@ -133,6 +151,9 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         self._pollers = {}
+
+    def start_bundle(self) -> None:
+        _bundle_started()
 
     def _poller(self, topic: str, partition: int) -> PartitionPoller:
         poller = self._pollers.get((topic, partition))

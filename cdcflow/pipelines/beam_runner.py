@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -196,6 +197,14 @@ def _pipeline(args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(options=options)
 
 
+def _epoch_bundles() -> int:
+    """Bundles after which a streaming epoch ends early (0: none; see :func:`run`)."""
+    try:
+        return max(0, int(os.environ.get("CDCFLOW_STREAMING_EPOCH_BUNDLES", "0")))
+    except ValueError:
+        return 0
+
+
 def _epoch_seconds() -> float:
     """How long one streaming run lasts before the runner restarts it (see :func:`run`)."""
     try:
@@ -217,9 +226,11 @@ def run(
     Streaming runs in epochs: every :data:`STREAMING_EPOCH_S` seconds (environment variable
     ``CDCFLOW_STREAMING_EPOCH_S``) the readers end their ranges as for a stop, the bundles
     finish and commit, and the pipeline is planned and started again in a fresh runner
-    (about half a second without reading). Beam's FnApiRunner keeps bookkeeping for every
-    bundle of a run (measured: RSS +75 KB/s, linear, in a long streaming run); a new run
-    releases it.
+    (about half a second without reading); ``CDCFLOW_STREAMING_EPOCH_BUNDLES`` also ends an
+    epoch once the readers have started that many bundles (default: no bundle limit). A
+    fresh runner releases whatever Beam's FnApiRunner keeps per run. Its per-bundle metric
+    merge, which used to recurse once per bundle of the epoch when the run's metrics were
+    collected, is made eager by :func:`cdcflow.beam.fnapi.eager_metric_merges`.
     """
     plan = plan_pipeline(config)
     kafka = isinstance(plan.source, KafkaSource)
@@ -228,7 +239,13 @@ def run(
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
     if kafka:
-        from cdcflow.beam.kafka import end_epoch, reset_epoch, reset_stop, stop_requested
+        from cdcflow.beam.kafka import (
+            end_epoch,
+            epoch_bundles,
+            reset_epoch,
+            reset_stop,
+            stop_requested,
+        )
 
         reset_stop()
     report = RunReport()
@@ -239,7 +256,8 @@ def run(
                 plan = plan_pipeline(config)
             pipeline = _pipeline(args)
             if kafka:
-                reset_epoch()
+                reset_epoch(_epoch_bundles() if streaming else 0)
+            began = time.monotonic()
             build(pipeline, plan, until_caught_up=until_caught_up)
             timer = threading.Timer(_epoch_seconds(), end_epoch) if streaming else None
             with _gc_tuned(), _short_state_sampling(), eager_metric_merges():
@@ -256,7 +274,13 @@ def run(
             _add_metrics(report, result)
             if not streaming or stop_requested():
                 break
-            log.info("streaming epoch %d ended; restarting the pipeline in a fresh runner", epochs)
+            log.info(
+                "streaming epoch %d ended after %.0fs and %d bundles; restarting the pipeline "
+                "in a fresh runner",
+                epochs,
+                time.monotonic() - began,
+                epoch_bundles(),
+            )
     report.streaming = streaming
     if isinstance(plan.source, KafkaSource):
         report.stopped_by_signal = stop_requested()
