@@ -254,6 +254,8 @@ def run(
         while True:
             if epochs:
                 plan = plan_pipeline(config)
+            for writer in plan.writers:
+                writer.streaming = streaming  # ride through outages (see cdcflow.io.retry)
             pipeline = _pipeline(args)
             if kafka:
                 reset_epoch(_epoch_bundles() if streaming else 0)
