@@ -35,14 +35,15 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_extra
 from cdcflow.io.base import PartitionKey, Source
+from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.io.schema_registry import SchemaRegistryConfig
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import Position, RawBatch, RawRecord
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from cdcflow.transforms.decode import DecodeStep
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: librdkafka's own log lines (connection failures, ...), routed through Python logging.
 client_log = logging.getLogger("cdcflow.kafka.client")
 
@@ -153,6 +155,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_timeout_s: float = 0.5
     commit_offsets: bool = True
     metadata_timeout_s: float = 15.0
+    #: Seconds a streaming run's restart rides through an unreachable broker (see KafkaSource).
+    streaming_retry_s: float = 300.0
 
     def consumer_config(self, **extra: ConfigValue) -> dict[str, ConfigValue]:
         """The librdkafka consumer settings (secrets unwrapped: hand to the client only)."""
@@ -334,13 +338,31 @@ class KafkaSource(Source):
         self.settings = settings
         self.schema_registry = schema_registry
         self._partitions: list[tuple[str, int]] | None = None
+        #: True when metadata requests should ride through a broker outage (a streaming run's
+        #: restart): :class:`KafkaError` is then retried for ``settings.streaming_retry_s``.
+        #: False (the first start, ``--until-caught-up``, ``validate``): one bounded wait of
+        #: ``settings.metadata_timeout_s``, then the error.
+        self.ride_through_outages = False
+
+    def _retrying(self, operation: Callable[[], T], what: str) -> T:
+        if not self.ride_through_outages:
+            return operation()
+        span = self.settings.streaming_retry_s
+        policy = RetryPolicy(initial_backoff_s=1.0, max_backoff_s=15.0, streaming_span_s=span)
+        return call_with_retry(
+            operation,
+            lambda exc: isinstance(exc, KafkaError),
+            policy,
+            f"source: {what} on {self.settings.bootstrap_servers}",
+            streaming=True,
+        )
 
     # -- discovery ------------------------------------------------------------------------
 
     def partitions(self) -> list[tuple[str, int | str]]:
         """The ``(topic, partition)`` pairs to read, discovered once and then cached."""
         if self._partitions is None:
-            self._partitions = self._discover()
+            self._partitions = self._retrying(self._discover, "listing topics")
         return list(self._partitions)
 
     def _discover(self) -> list[tuple[str, int]]:
@@ -393,6 +415,13 @@ class KafkaSource(Source):
         of the sinks' resume offset and the group's offset (so that sink misses nothing
         written by the others just before a crash).
         """
+        return self._retrying(
+            lambda: self._start_offsets(resume, group_is_a_sink_position), "reading offsets"
+        )
+
+    def _start_offsets(
+        self, resume: Mapping[PartitionKey, int] | None, group_is_a_sink_position: bool
+    ) -> dict[TopicPartitionKey, int]:
         kafka = _kafka()
         resume = resume or {}
         parts = [(str(t), int(p)) for t, p in self.partitions()]
@@ -572,6 +601,8 @@ class KafkaSourceConfig(ComponentConfig):
     max_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
     poll_timeout_ms: int = Field(default=500, ge=10, le=60_000)
     commit_offsets: bool = True
+    metadata_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    streaming_retry_s: float = Field(default=300.0, ge=0, le=7 * 86400)
     key_columns: dict[str, list[str]] = {}
     tombstones: Literal["marker", "delete"] = "marker"
 
@@ -620,6 +651,8 @@ class KafkaSourceConfig(ComponentConfig):
             max_batch_size=self.max_batch_size,
             poll_timeout_s=self.poll_timeout_ms / 1000,
             commit_offsets=self.commit_offsets,
+            metadata_timeout_s=self.metadata_timeout_ms / 1000,
+            streaming_retry_s=self.streaming_retry_s,
         )
 
     def build(self, context: BuildContext) -> KafkaSource:

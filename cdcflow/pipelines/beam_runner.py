@@ -256,6 +256,9 @@ def run(
                 plan = plan_pipeline(config)
             for writer in plan.writers:
                 writer.streaming = streaming  # ride through outages (see cdcflow.io.retry)
+            if isinstance(plan.source, KafkaSource):
+                # A restart rides through a broker outage; the first start fails fast.
+                plan.source.ride_through_outages = streaming and epochs > 0
             pipeline = _pipeline(args)
             if kafka:
                 reset_epoch(_epoch_bundles() if streaming else 0)
