@@ -42,6 +42,7 @@ import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_extra
+from cdcflow.io import kafka_logs
 from cdcflow.io.base import PartitionKey, Source
 from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.io.schema_registry import SchemaRegistryConfig
@@ -54,7 +55,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: librdkafka's own log lines (connection failures, ...), routed through Python logging.
-client_log = logging.getLogger("cdcflow.kafka.client")
+client_log = logging.getLogger(kafka_logs.CLIENT_LOGGER)
+# Repeated lines (a refused connection is retried and logged every few ms) are summarised.
+kafka_logs.install(client_log, log)
 
 #: Consumer settings cdcflow manages itself; ``consumer_config`` may not set them.
 MANAGED_KEYS = frozenset(
@@ -366,15 +369,9 @@ class KafkaSource(Source):
         return list(self._partitions)
 
     def _discover(self) -> list[tuple[str, int]]:
-        kafka = _kafka()
         consumer = new_consumer(self.settings)
         try:
-            try:
-                metadata = consumer.list_topics(timeout=self.settings.metadata_timeout_s)
-            except kafka.KafkaException as exc:
-                raise KafkaError(
-                    f"cannot list topics on {self.settings.bootstrap_servers}: {exc}"
-                ) from None
+            metadata = self._list_topics(consumer)
         finally:
             consumer.close()
         available = {
@@ -399,6 +396,31 @@ class KafkaSource(Source):
                 )
             names = list(self.settings.topics)
         return [(name, p) for name in names for p in available[name]]
+
+    def _list_topics(self, consumer: Any) -> Any:
+        """Topic metadata, waiting at most ``metadata_timeout_s`` for a broker to answer.
+
+        Asks in slices of a second and serves the client's log in between, so that the first
+        connection error is logged when it happens (not after the whole wait).
+        """
+        kafka = _kafka()
+        timeout = self.settings.metadata_timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return consumer.list_topics(timeout=max(0.05, min(1.0, left)))
+            except kafka.KafkaException as exc:
+                if deadline - time.monotonic() > 0:
+                    consumer.poll(0)  # deliver librdkafka's queued log lines
+                    continue
+                client = kafka_logs.last_client_error()
+                seen = f"; last client error: {client}" if client else ""
+                raise KafkaError(
+                    f"source: no Kafka broker at {self.settings.bootstrap_servers} answered "
+                    f"within {timeout:g}s (source.metadata_timeout_ms){seen} "
+                    f"[{exc.args[0].str() if exc.args else exc}]"
+                ) from None
 
     # -- where to start and end -----------------------------------------------------------
 

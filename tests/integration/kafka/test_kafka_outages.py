@@ -190,3 +190,27 @@ def test_a_refused_login_is_not_retried(
     assert 'role "nobody" does not exist' in result.stderr
     assert "transient failure" not in result.stderr
     assert "giving up" not in result.stderr
+
+
+def test_a_wrong_broker_address_gives_one_client_line_and_one_error(tmp_path: Path) -> None:
+    # Regression (issue 10 item 7): 15 s of silence, then about 290 identical librdkafka
+    # "Connection refused" lines before the error.
+    from tests.servers import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    pipeline = write_pipeline(
+        tmp_path, address, ["shop.public.orders"], "g", extra_source={"metadata_timeout_ms": 3000}
+    )
+    result = run_cli("run", str(pipeline))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    client_lines = [line for line in lines if "cdcflow.kafka.client" in line]
+    assert len(client_lines) == 1, result.stderr
+    assert "Connection refused" in client_lines[0]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert (
+        f"no Kafka broker at {address} answered within 3s (source.metadata_timeout_ms)"
+        in (errors[0])
+    )
+    assert "Connection refused" in errors[0]
