@@ -10,7 +10,8 @@ previous sample (user + system, all threads, of one core), events produced, and 
 produced minus the offsets the sink has stored).
 
 After ``--minutes`` the producer stops; the script waits until the sink's stored offsets reach
-the end, sends SIGTERM, expects exit code 0, and checks the mirror exactly against the final
+the end, sends SIGTERM, expects exit code 0 (``stop_s``: seconds from the signal to the exit;
+the tests do not time it), and checks the mirror exactly against the final
 state computed here (each row's name, qty, price, and the e-mail as the HMAC-SHA256 hex of the
 clear address under the pipeline's key, computed with :mod:`hmac`). It prints one line per
 sample and a JSON summary; ``--out FILE`` also writes the samples as JSON.
@@ -242,8 +243,10 @@ def main() -> int:
             while _stored_offsets(dsn) < produced and time.monotonic() < deadline:
                 time.sleep(1)
             caught_up = _stored_offsets(dsn) >= produced
+            stopping = time.monotonic()
             process.send_signal(signal.SIGTERM)
             out, _ = process.communicate(timeout=120)
+            stop_s = time.monotonic() - stopping
         finally:
             if process.poll() is None:
                 process.kill()
@@ -255,7 +258,8 @@ def main() -> int:
     summary = {
         "minutes": args.minutes, "rate": args.rate, "produced": produced,
         "producer_errors": producer.errors[:3], "exit_code": process.returncode,
-        "epoch_restarts": restarts, "caught_up": caught_up, "mirror_exact": mirror_exact,
+        "epoch_restarts": restarts, "stop_s": round(stop_s, 2), "caught_up": caught_up,
+        "mirror_exact": mirror_exact,
         "rss_first_mb": samples[0]["rss_mb"] if samples else None,
         "rss_last_mb": samples[-1]["rss_mb"] if samples else None,
         "rss_max_mb": max((s["rss_mb"] for s in samples), default=None),
