@@ -41,7 +41,13 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_extra
+from cdcflow.errors import (
+    CdcflowError,
+    ConfigError,
+    TerminalError,
+    TransientError,
+    missing_extra,
+)
 from cdcflow.io import kafka_logs
 from cdcflow.io.base import PartitionKey, Source
 from cdcflow.io.retry import RetryPolicy, call_with_retry
@@ -143,6 +149,29 @@ def _kafka() -> Any:
 
 class KafkaError(TransientError):
     """Kafka could not be reached or answered with an error (retrying may help)."""
+
+
+class KafkaAuthError(TerminalError):
+    """The brokers refused the credentials or the access (never retried)."""
+
+
+#: librdkafka / Kafka error codes of refused credentials or access: terminal.
+AUTH_ERROR_CODES = frozenset(
+    {
+        -169,  # _AUTHENTICATION (SASL/SSL handshake refused)
+        58,  # SASL_AUTHENTICATION_FAILED
+        29,  # TOPIC_AUTHORIZATION_FAILED
+        30,  # GROUP_AUTHORIZATION_FAILED
+        31,  # CLUSTER_AUTHORIZATION_FAILED
+    }
+)
+
+
+def refused_access(exc: BaseException) -> bool:
+    """True when ``exc`` (a ``KafkaException``) is the brokers refusing credentials or access."""
+    error = exc.args[0] if exc.args else None
+    code = getattr(error, "code", None)
+    return callable(code) and code() in AUTH_ERROR_CODES
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -411,6 +440,11 @@ class KafkaSource(Source):
             try:
                 return consumer.list_topics(timeout=max(0.05, min(1.0, left)))
             except kafka.KafkaException as exc:
+                if refused_access(exc):
+                    raise KafkaAuthError(
+                        f"source: the Kafka brokers at {self.settings.bootstrap_servers} refused "
+                        f"access (check consumer_config's security settings): {exc.args[0].str()}"
+                    ) from None
                 if deadline - time.monotonic() > 0:
                     consumer.poll(0)  # deliver librdkafka's queued log lines
                     continue
@@ -505,7 +539,8 @@ class KafkaSource(Source):
                         ends = ends or self.end_offsets()
                         result[(topic, part)] = ends[(topic, part)]
         except kafka.KafkaException as exc:
-            raise KafkaError(
+            kind = KafkaAuthError if refused_access(exc) else KafkaError
+            raise kind(
                 f"cannot read offsets for group {self.settings.group_id!r}: {exc}"
             ) from None
         finally:
