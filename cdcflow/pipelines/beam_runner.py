@@ -223,7 +223,7 @@ def run(
     unless ``until_caught_up`` (see the module docstring); file sources always stop at
     their end.
 
-    Streaming runs in epochs: every :data:`STREAMING_EPOCH_S` seconds (environment variable
+    Streaming runs in epochs: :data:`STREAMING_EPOCH_S` seconds after the readers start (variable
     ``CDCFLOW_STREAMING_EPOCH_S``) the readers end their ranges as for a stop, the bundles
     finish and commit, and the pipeline is planned and started again in a fresh runner
     (about half a second without reading); ``CDCFLOW_STREAMING_EPOCH_BUNDLES`` also ends an
@@ -240,7 +240,6 @@ def run(
         args.append("--runner=DirectRunner")
     if kafka:
         from cdcflow.beam.kafka import (
-            end_epoch,
             epoch_bundles,
             reset_epoch,
             reset_stop,
@@ -261,20 +260,15 @@ def run(
                 plan.source.ride_through_outages = streaming and epochs > 0
             pipeline = _pipeline(args)
             if kafka:
-                reset_epoch(_epoch_bundles() if streaming else 0)
+                if streaming:
+                    reset_epoch(_epoch_bundles(), _epoch_seconds())
+                else:
+                    reset_epoch()
             began = time.monotonic()
             build(pipeline, plan, until_caught_up=until_caught_up)
-            timer = threading.Timer(_epoch_seconds(), end_epoch) if streaming else None
             with _gc_tuned(), _short_state_sampling(), eager_metric_merges():
-                if timer is not None:
-                    timer.daemon = True
-                    timer.start()
-                try:
-                    result = pipeline.run()
-                    result.wait_until_finish()
-                finally:
-                    if timer is not None:
-                        timer.cancel()
+                result = pipeline.run()
+                result.wait_until_finish()
             epochs += 1
             _add_metrics(report, result)
             if not streaming or stop_requested():
