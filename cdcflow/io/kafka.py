@@ -412,19 +412,29 @@ class KafkaSource(Source):
             pattern = re.compile(self.settings.topic_pattern)
             names = sorted(n for n in available if pattern.fullmatch(n) and not n.startswith("__"))
             if not names:
-                raise ConfigError(
+                raise self._missing_topics_error(
                     f"source.topic_pattern: no topic on {self.settings.bootstrap_servers} "
                     f"matches {self.settings.topic_pattern!r}"
                 )
         else:
             missing = [t for t in self.settings.topics if t not in available]
             if missing:
-                raise ConfigError(
+                raise self._missing_topics_error(
                     f"source.topics: topic(s) {missing} do not exist on "
                     f"{self.settings.bootstrap_servers}"
                 )
             names = list(self.settings.topics)
         return [(name, p) for name in names for p in available[name]]
+
+    def _missing_topics_error(self, message: str) -> CdcflowError:
+        """A configuration error at a first start; transient while riding through an outage.
+
+        A restarting broker (or cluster) can answer metadata before its topics are back, or with
+        a leader error for them: a streaming restart then retries rather than ending the run.
+        """
+        if self.ride_through_outages:
+            return KafkaError(f"{message} (yet)")
+        return ConfigError(message)
 
     def _list_topics(self, consumer: Any) -> Any:
         """Topic metadata, waiting at most ``metadata_timeout_s`` for a broker to answer.
