@@ -125,6 +125,7 @@ class Producer(threading.Thread):
                 time.sleep(pause)
         if self.producer.flush(60):
             self.errors.append("messages left undelivered after 60 s")
+        del self.producer  # no reconnect attempts (log lines) once the broker is stopped
 
     def _send(self, key: bytes, value: bytes) -> None:
         while True:
