@@ -52,6 +52,10 @@ PartitionSpec = tuple[str, int, int, int]
 
 _STOP = threading.Event()
 _EPOCH_OVER = threading.Event()
+# Bundles the readers started in this epoch, and the count that ends the epoch (0: no limit).
+_BUNDLES = [0, 0]
+# The epoch's length in seconds (0: unbounded) and its deadline, set at its first bundle.
+_EPOCH_TIME = [0.0, 0.0]
 
 
 def request_stop() -> None:
@@ -79,13 +83,37 @@ def end_epoch() -> None:
     _EPOCH_OVER.set()
 
 
-def reset_epoch() -> None:
-    """Start a new epoch."""
+def reset_epoch(max_bundles: int = 0, seconds: float = 0.0) -> None:
+    """Start a new epoch, ending after ``seconds`` or ``max_bundles`` reader bundles (0: never).
+
+    The time counts from the readers' first bundle, not from the start of the runner: a slow
+    start (a loaded machine) cannot use up an epoch before anything was read.
+    """
     _EPOCH_OVER.clear()
+    _BUNDLES[0], _BUNDLES[1] = 0, max(0, max_bundles)
+    _EPOCH_TIME[0], _EPOCH_TIME[1] = max(0.0, seconds), 0.0
+
+
+def epoch_bundles() -> int:
+    """Bundles the Kafka readers of this process started since the epoch began."""
+    return _BUNDLES[0]
+
+
+def _bundle_started() -> None:
+    _BUNDLES[0] += 1
+    if _BUNDLES[0] == 1 and _EPOCH_TIME[0]:
+        _EPOCH_TIME[1] = time.monotonic() + _EPOCH_TIME[0]
+    if _BUNDLES[1] and _BUNDLES[0] >= _BUNDLES[1]:
+        _EPOCH_OVER.set()
 
 
 def _should_stop() -> bool:
-    return _STOP.is_set() or _EPOCH_OVER.is_set()
+    if _STOP.is_set() or _EPOCH_OVER.is_set():
+        return True
+    if _EPOCH_TIME[1] and time.monotonic() >= _EPOCH_TIME[1]:
+        _EPOCH_OVER.set()
+        return True
+    return False
 
 
 class _CheckpointOnlyTracker(OffsetRestrictionTracker):  # type: ignore[misc]
@@ -133,6 +161,9 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
 
     def setup(self) -> None:
         self._pollers = {}
+
+    def start_bundle(self) -> None:
+        _bundle_started()
 
     def _poller(self, topic: str, partition: int) -> PartitionPoller:
         poller = self._pollers.get((topic, partition))

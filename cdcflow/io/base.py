@@ -75,6 +75,9 @@ class Writer:
     #: metrics. ``None`` when the writer does not count: every event handed to it is then
     #: counted as written. Engines set it to 0 before each ``write`` of a counting writer.
     last_applied: int | None = None
+    #: True in a streaming run: transient failures are retried for the sink's streaming retry
+    #: span rather than a number of attempts (:mod:`cdcflow.io.retry`). Set by the engine.
+    streaming: bool = False
 
     def open(self) -> None:
         """Connect and prepare (called on the worker, or in the driver to read positions)."""

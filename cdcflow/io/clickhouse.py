@@ -351,7 +351,8 @@ class ClickHouseWriter(NamespacedTableWriter):
 
     def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
         return call_with_retry(
-            operation, clickhouse_is_transient, self.retry, what, on_retry=self._reset
+            operation, clickhouse_is_transient, self.retry, what, on_retry=self._reset,
+            streaming=self.streaming,
         )
 
     def _reset(self, _error: BaseException) -> None:

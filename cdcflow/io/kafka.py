@@ -35,14 +35,22 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdcflow.errors import CdcflowError, ConfigError, TransientError, missing_extra
+from cdcflow.errors import (
+    CdcflowError,
+    ConfigError,
+    TerminalError,
+    TransientError,
+    missing_extra,
+)
+from cdcflow.io import kafka_logs
 from cdcflow.io.base import PartitionKey, Source
+from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.io.schema_registry import SchemaRegistryConfig
 from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import Position, RawBatch, RawRecord, TableId
@@ -51,8 +59,11 @@ if TYPE_CHECKING:
     from cdcflow.transforms.decode import DecodeStep
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: librdkafka's own log lines (connection failures, ...), routed through Python logging.
-client_log = logging.getLogger("cdcflow.kafka.client")
+client_log = logging.getLogger(kafka_logs.CLIENT_LOGGER)
+# Repeated lines (a refused connection is retried and logged every few ms) are summarised.
+kafka_logs.install(client_log, log)
 
 #: Consumer settings cdcflow manages itself; ``consumer_config`` may not set them.
 MANAGED_KEYS = frozenset(
@@ -140,6 +151,29 @@ class KafkaError(TransientError):
     """Kafka could not be reached or answered with an error (retrying may help)."""
 
 
+class KafkaAuthError(TerminalError):
+    """The brokers refused the credentials or the access (never retried)."""
+
+
+#: librdkafka / Kafka error codes of refused credentials or access: terminal.
+AUTH_ERROR_CODES = frozenset(
+    {
+        -169,  # _AUTHENTICATION (SASL/SSL handshake refused)
+        58,  # SASL_AUTHENTICATION_FAILED
+        29,  # TOPIC_AUTHORIZATION_FAILED
+        30,  # GROUP_AUTHORIZATION_FAILED
+        31,  # CLUSTER_AUTHORIZATION_FAILED
+    }
+)
+
+
+def refused_access(exc: BaseException) -> bool:
+    """True when ``exc`` (a ``KafkaException``) is the brokers refusing credentials or access."""
+    error = exc.args[0] if exc.args else None
+    code = getattr(error, "code", None)
+    return callable(code) and code() in AUTH_ERROR_CODES
+
+
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a worker needs to read (picklable; secrets stay wrapped)."""
 
@@ -153,6 +187,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
     poll_timeout_s: float = 0.5
     commit_offsets: bool = True
     metadata_timeout_s: float = 15.0
+    #: Seconds a streaming run's restart rides through an unreachable broker (see KafkaSource).
+    streaming_retry_s: float = 300.0
 
     def consumer_config(self, **extra: ConfigValue) -> dict[str, ConfigValue]:
         """The librdkafka consumer settings (secrets unwrapped: hand to the client only)."""
@@ -334,13 +370,31 @@ class KafkaSource(Source):
         self.settings = settings
         self.schema_registry = schema_registry
         self._partitions: list[tuple[str, int]] | None = None
+        #: True when metadata requests should ride through a broker outage (a streaming run's
+        #: restart): :class:`KafkaError` is then retried for ``settings.streaming_retry_s``.
+        #: False (the first start, ``--until-caught-up``, ``validate``): one bounded wait of
+        #: ``settings.metadata_timeout_s``, then the error.
+        self.ride_through_outages = False
+
+    def _retrying(self, operation: Callable[[], T], what: str) -> T:
+        if not self.ride_through_outages:
+            return operation()
+        span = self.settings.streaming_retry_s
+        policy = RetryPolicy(initial_backoff_s=1.0, max_backoff_s=15.0, streaming_span_s=span)
+        return call_with_retry(
+            operation,
+            lambda exc: isinstance(exc, KafkaError),
+            policy,
+            f"source: {what} on {self.settings.bootstrap_servers}",
+            streaming=True,
+        )
 
     # -- discovery ------------------------------------------------------------------------
 
     def partitions(self) -> list[tuple[str, int | str]]:
         """The ``(topic, partition)`` pairs to read, discovered once and then cached."""
         if self._partitions is None:
-            self._partitions = self._discover()
+            self._partitions = self._retrying(self._discover, "listing topics")
         return list(self._partitions)
 
     def discover_tables(self, decode: Any) -> set[str] | None:
@@ -352,15 +406,9 @@ class KafkaSource(Source):
         return {str(TableId.parse(topic)) for topic, _ in self.partitions()}
 
     def _discover(self) -> list[tuple[str, int]]:
-        kafka = _kafka()
         consumer = new_consumer(self.settings)
         try:
-            try:
-                metadata = consumer.list_topics(timeout=self.settings.metadata_timeout_s)
-            except kafka.KafkaException as exc:
-                raise KafkaError(
-                    f"cannot list topics on {self.settings.bootstrap_servers}: {exc}"
-                ) from None
+            metadata = self._list_topics(consumer)
         finally:
             consumer.close()
         available = {
@@ -372,19 +420,59 @@ class KafkaSource(Source):
             pattern = re.compile(self.settings.topic_pattern)
             names = sorted(n for n in available if pattern.fullmatch(n) and not n.startswith("__"))
             if not names:
-                raise ConfigError(
+                raise self._missing_topics_error(
                     f"source.topic_pattern: no topic on {self.settings.bootstrap_servers} "
                     f"matches {self.settings.topic_pattern!r}"
                 )
         else:
             missing = [t for t in self.settings.topics if t not in available]
             if missing:
-                raise ConfigError(
+                raise self._missing_topics_error(
                     f"source.topics: topic(s) {missing} do not exist on "
                     f"{self.settings.bootstrap_servers}"
                 )
             names = list(self.settings.topics)
         return [(name, p) for name in names for p in available[name]]
+
+    def _missing_topics_error(self, message: str) -> CdcflowError:
+        """A configuration error at a first start; transient while riding through an outage.
+
+        A restarting broker (or cluster) can answer metadata before its topics are back, or with
+        a leader error for them: a streaming restart then retries rather than ending the run.
+        """
+        if self.ride_through_outages:
+            return KafkaError(f"{message} (yet)")
+        return ConfigError(message)
+
+    def _list_topics(self, consumer: Any) -> Any:
+        """Topic metadata, waiting at most ``metadata_timeout_s`` for a broker to answer.
+
+        Asks in slices of a second and serves the client's log in between, so that the first
+        connection error is logged when it happens (not after the whole wait).
+        """
+        kafka = _kafka()
+        timeout = self.settings.metadata_timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return consumer.list_topics(timeout=max(0.05, min(1.0, left)))
+            except kafka.KafkaException as exc:
+                if refused_access(exc):
+                    raise KafkaAuthError(
+                        f"source: the Kafka brokers at {self.settings.bootstrap_servers} refused "
+                        f"access (check consumer_config's security settings): {exc.args[0].str()}"
+                    ) from None
+                if deadline - time.monotonic() > 0:
+                    consumer.poll(0)  # deliver librdkafka's queued log lines
+                    continue
+                client = kafka_logs.last_client_error()
+                seen = f"; last client error: {client}" if client else ""
+                raise KafkaError(
+                    f"source: no Kafka broker at {self.settings.bootstrap_servers} answered "
+                    f"within {timeout:g}s (source.metadata_timeout_ms){seen} "
+                    f"[{exc.args[0].str() if exc.args else exc}]"
+                ) from None
 
     # -- where to start and end -----------------------------------------------------------
 
@@ -401,6 +489,13 @@ class KafkaSource(Source):
         of the sinks' resume offset and the group's offset (so that sink misses nothing
         written by the others just before a crash).
         """
+        return self._retrying(
+            lambda: self._start_offsets(resume, group_is_a_sink_position), "reading offsets"
+        )
+
+    def _start_offsets(
+        self, resume: Mapping[PartitionKey, int] | None, group_is_a_sink_position: bool
+    ) -> dict[TopicPartitionKey, int]:
         kafka = _kafka()
         resume = resume or {}
         parts = [(str(t), int(p)) for t, p in self.partitions()]
@@ -462,7 +557,8 @@ class KafkaSource(Source):
                         ends = ends or self.end_offsets()
                         result[(topic, part)] = ends[(topic, part)]
         except kafka.KafkaException as exc:
-            raise KafkaError(
+            kind = KafkaAuthError if refused_access(exc) else KafkaError
+            raise kind(
                 f"cannot read offsets for group {self.settings.group_id!r}: {exc}"
             ) from None
         finally:
@@ -580,6 +676,8 @@ class KafkaSourceConfig(ComponentConfig):
     max_batch_size: int = Field(default=10_000, ge=1, le=1_000_000)
     poll_timeout_ms: int = Field(default=500, ge=10, le=60_000)
     commit_offsets: bool = True
+    metadata_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    streaming_retry_s: float = Field(default=300.0, ge=0, le=7 * 86400)
     key_columns: dict[str, list[str]] = {}
     tombstones: Literal["marker", "delete"] = "marker"
 
@@ -628,6 +726,8 @@ class KafkaSourceConfig(ComponentConfig):
             max_batch_size=self.max_batch_size,
             poll_timeout_s=self.poll_timeout_ms / 1000,
             commit_offsets=self.commit_offsets,
+            metadata_timeout_s=self.metadata_timeout_ms / 1000,
+            streaming_retry_s=self.streaming_retry_s,
         )
 
     def build(self, context: BuildContext) -> KafkaSource:

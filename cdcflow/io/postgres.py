@@ -420,7 +420,8 @@ class PostgresWriter(NamespacedTableWriter):
 
     def _with_retry(self, operation: Any, what: str) -> Any:
         return call_with_retry(
-            operation, postgres_is_transient, self.retry, what, on_retry=self._reset
+            operation, postgres_is_transient, self.retry, what, on_retry=self._reset,
+            streaming=self.streaming,
         )
 
     def _reset(self, _error: BaseException) -> None:

@@ -5,10 +5,21 @@ an exception is transient (lost connection, deadlock, serialization failure, Cli
 ``TOO_MANY_PARTS``...). A transient failure is retried after a pause of
 ``initial_backoff_s * multiplier ** (attempt - 1)`` seconds, capped at ``max_backoff_s``, with
 "full jitter" (a uniformly random pause between ``(1 - jitter)`` and ``1`` times that); the
-``on_retry`` hook lets the sink reset its connection first. After ``max_attempts`` attempts the
-last error is raised as :class:`~cdcflow.errors.TransientSinkError`, so the pipeline stops; since
-every attempt is atomic (or idempotent) nothing is committed past the failed batch. Anything the
-classifier does not call transient propagates at once.
+``on_retry`` hook lets the sink reset its connection first. Anything the classifier does not call
+transient propagates at once.
+
+How long a transient failure is retried depends on the run:
+
+- runs that end (``--until-caught-up``, file sources): ``max_attempts`` attempts, each failure
+  logged as a warning;
+- streaming runs (``streaming=True``): for ``streaming_span_s`` seconds from the first failure of
+  the outage (default 300), however many attempts that takes. One warning when the outage starts,
+  one progress warning every :data:`PROGRESS_EVERY_S` seconds, one info line when the work
+  succeeds again.
+
+When the limit is reached the last error is raised as :class:`~cdcflow.errors.TransientSinkError`
+naming the work (``sink 'wh': write of ...``), so the pipeline stops; since every attempt is
+atomic (or idempotent) nothing is committed past the failed batch.
 
 The classifiers for PostgreSQL (psycopg 3) and ClickHouse (clickhouse-driver) live here too; they
 import nothing and only look at exception types, SQLSTATEs and server error codes.
@@ -47,12 +58,18 @@ class RetryPolicy(BaseModel):
     multiplier: float = Field(default=2.0, ge=1, le=10)
     #: Fraction of the pause that is randomised (0 = none, 1 = full jitter).
     jitter: float = Field(default=1.0, ge=0, le=1)
+    #: In a streaming run: seconds an outage is retried (from its first failure) before giving up.
+    streaming_span_s: float = Field(default=300.0, ge=0, le=7 * 86400)
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """The pause after failed attempt number ``attempt`` (1-based)."""
         base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
         draw = (rng or random).random()
         return base * (1.0 - self.jitter * draw)
+
+
+#: Seconds between the progress warnings of a streaming outage.
+PROGRESS_EVERY_S = 30.0
 
 
 def call_with_retry(
@@ -62,39 +79,73 @@ def call_with_retry(
     what: str,
     on_retry: Callable[[BaseException], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    streaming: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Run ``operation``; retry it while it fails transiently (see the module docstring).
 
     ``what`` names the work in log lines and in the final error (``sink 'wh': write of
     orders.jsonl/0 up to offset 41``). ``on_retry`` runs after a transient failure, before the
     pause (reset connections there); if it fails transiently itself the attempt counts as failed.
+    ``streaming`` bounds the retries by ``policy.streaming_span_s`` instead of
+    ``policy.max_attempts``.
     """
     attempt = 0
-    started = time.monotonic()
+    started = clock()
+    next_progress = started + PROGRESS_EVERY_S
     while True:
         attempt += 1
         try:
-            return operation()
+            result = operation()
         except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) or not _transient(
                 exc, is_transient
             ):
                 raise
-            if attempt >= policy.max_attempts:
-                elapsed = time.monotonic() - started
+            now = clock()
+            elapsed = now - started
+            pause = policy.backoff(attempt)
+            if streaming:
+                left = policy.streaming_span_s - elapsed
+                exhausted = left <= 0
+                pause = min(pause, max(0.0, left))
+            else:
+                exhausted = attempt >= policy.max_attempts
+            if exhausted:
+                span = policy.streaming_span_s
+                limit = f" (retry.streaming_span_s is {span:g}s)" if streaming else ""
                 raise TransientSinkError(
                     f"{what}: giving up after {attempt} attempt{'s' if attempt > 1 else ''} "
-                    f"in {elapsed:.1f}s; last error: {_describe(exc)}"
+                    f"in {elapsed:.1f}s{limit}; last error: {_describe(exc)}"
                 ) from exc
-            pause = policy.backoff(attempt)
-            log.warning(
-                "%s: transient failure (attempt %d of %d), retrying in %.2fs: %s",
-                what,
-                attempt,
-                policy.max_attempts,
-                pause,
-                _describe(exc),
-            )
+            if not streaming:
+                log.warning(
+                    "%s: transient failure (attempt %d of %d), retrying in %.2fs: %s",
+                    what,
+                    attempt,
+                    policy.max_attempts,
+                    pause,
+                    _describe(exc),
+                )
+            elif attempt == 1:
+                log.warning(
+                    "%s: transient failure, retrying for up to %gs: %s",
+                    what,
+                    policy.streaming_span_s,
+                    _describe(exc),
+                )
+            elif now >= next_progress:
+                next_progress = now + PROGRESS_EVERY_S
+                log.warning(
+                    "%s: still failing after %d attempts in %.0fs (giving up after %gs): %s",
+                    what,
+                    attempt,
+                    elapsed,
+                    policy.streaming_span_s,
+                    _describe(exc),
+                )
+            else:
+                log.debug("%s: attempt %d failed: %s", what, attempt, _describe(exc))
             if on_retry is not None:
                 try:
                     on_retry(exc)
@@ -102,6 +153,12 @@ def call_with_retry(
                     if not _transient(reset_error, is_transient):
                         raise
             sleep(pause)
+        else:
+            if attempt > 1:
+                log.info(
+                    "%s: recovered after %d attempts in %.1fs", what, attempt, clock() - started
+                )
+            return result
 
 
 def _transient(exc: BaseException, is_transient: Classifier) -> bool:
@@ -130,8 +187,22 @@ PG_TRANSIENT_CODES = frozenset(
         "25006",  # read_only_sql_transaction (failover to a standby in progress)
     }
 )
-#: Within class 57, errors that are not worth retrying.
-PG_TERMINAL_CODES = frozenset({"57000"})
+#: Errors that are not worth retrying although their class is (57000), and authentication
+#: failures (class 28, listed so that the rule reads in one place).
+PG_TERMINAL_CODES = frozenset({"57000", "28000", "28P01"})
+#: libpq's messages for a connection the server refused for good (authentication, a missing
+#: role or database). libpq reports no SQLSTATE for failures while connecting, so psycopg raises
+#: a bare ``OperationalError`` that would otherwise read as "connection lost".
+PG_CONNECT_TERMINAL_MARKERS = (
+    "password authentication failed",
+    "authentication failed for user",  # ident, peer, ldap, radius, cert, gss, sspi
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "password is required",
+    "does not exist",  # role "x" / database "x" does not exist (28000, 3D000)
+    "not permitted to log in",
+    "permission denied for database",
+)
 
 
 def postgres_is_transient(exc: BaseException) -> bool:
@@ -148,9 +219,25 @@ def postgres_is_transient(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     module = type(exc).__module__ or ""
     if module.startswith("psycopg") and names & {"OperationalError", "InterfaceError"}:
-        # No SQLSTATE: the connection broke (server gone, socket closed, network down).
-        return True
+        # No SQLSTATE: the connection broke (server gone, socket closed, network down), unless
+        # the server refused the login itself.
+        return not postgres_refused_login(exc)
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def postgres_refused_login(exc: BaseException) -> bool:
+    """True when ``exc`` is PostgreSQL refusing a login for good: terminal, never retried.
+
+    A bad password, no such role or database, no ``pg_hba.conf`` entry.
+    """
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] == "28":
+        return True
+    text = str(exc)
+    if "FATAL:" not in text and "fe_sendauth" not in text:
+        return False
+    lowered = text.lower()
+    return any(marker in lowered for marker in PG_CONNECT_TERMINAL_MARKERS)
 
 
 # -- ClickHouse (clickhouse-driver) ---------------------------------------------------------------
@@ -178,12 +265,26 @@ CLICKHOUSE_TRANSIENT_CODES = frozenset(
 )
 
 
+#: Server error codes of a refused login: never retried.
+CLICKHOUSE_AUTH_CODES = frozenset(
+    {
+        192,  # UNKNOWN_USER
+        193,  # WRONG_PASSWORD
+        194,  # REQUIRED_PASSWORD
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+
+
 def clickhouse_is_transient(exc: BaseException) -> bool:
     """True for clickhouse-driver errors a retry can fix.
 
-    Network errors, timeouts, ``TOO_MANY_PARTS``, memory limits, too many simultaneous queries.
+    Network errors, timeouts, ``TOO_MANY_PARTS``, memory limits, too many simultaneous queries;
+    never a refused login (:data:`CLICKHOUSE_AUTH_CODES`).
     """
     names = {cls.__name__ for cls in type(exc).__mro__}
+    if getattr(exc, "code", None) in CLICKHOUSE_AUTH_CODES:
+        return False
     if names & {"NetworkError", "SocketTimeoutError", "UnexpectedPacketFromServerError"}:
         return True
     code = getattr(exc, "code", None)

@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from cdcflow.beam import coders
+from cdcflow.beam.fnapi import STATE_SAMPLING_PERIOD_MS as STATE_SAMPLING_PERIOD_MS
+from cdcflow.beam.fnapi import eager_metric_merges
+from cdcflow.beam.fnapi import short_state_sampling as _short_state_sampling
 from cdcflow.beam.transforms import (
     EVENTS,
     NAMESPACE,
@@ -183,38 +187,6 @@ def _gc_tuned() -> Iterator[None]:
         gc.unfreeze()
 
 
-#: Beam's state-sampler period while a pipeline runs (ms; Beam's default is 200).
-STATE_SAMPLING_PERIOD_MS = 10
-
-
-@contextmanager
-def _short_state_sampling(period_ms: int = STATE_SAMPLING_PERIOD_MS) -> Iterator[None]:
-    """Make Beam's per-bundle state sampler wake every ``period_ms`` instead of 200 ms.
-
-    Every bundle starts a sampling thread that sleeps up to the sampling period between
-    samples; ending the bundle joins it, so each bundle end waited up to 200 ms (measured:
-    ~0.1-0.2 s of a 2 s Kafka run). The sampler only feeds Beam's per-step timing counters,
-    which cdcflow does not use. The period is a constructor default in Beam, so it is
-    swapped for the run and restored afterwards; if Beam's code has another shape, nothing
-    is changed.
-    """
-    try:
-        from apache_beam.runners.worker import statesampler
-
-        init = statesampler.StateSampler.__init__
-        defaults = init.__defaults__
-    except (ImportError, AttributeError):
-        defaults = None
-    if not defaults or type(defaults[-1]) is not int:
-        yield
-        return
-    init.__defaults__ = (*defaults[:-1], period_ms)
-    try:
-        yield
-    finally:
-        init.__defaults__ = defaults
-
-
 def _pipeline(args: list[str]) -> beam.Pipeline:
     options = PipelineOptions(args)
     runner_name = options.get_all_options().get("runner")
@@ -223,6 +195,14 @@ def _pipeline(args: list[str]) -> beam.Pipeline:
 
         return beam.Pipeline(runner=FnApiRunner(), options=options)
     return beam.Pipeline(options=options)
+
+
+def _epoch_bundles() -> int:
+    """Bundles after which a streaming epoch ends early (0: none; see :func:`run`)."""
+    try:
+        return max(0, int(os.environ.get("CDCFLOW_STREAMING_EPOCH_BUNDLES", "0")))
+    except ValueError:
+        return 0
 
 
 def _epoch_seconds() -> float:
@@ -243,12 +223,14 @@ def run(
     unless ``until_caught_up`` (see the module docstring); file sources always stop at
     their end.
 
-    Streaming runs in epochs: every :data:`STREAMING_EPOCH_S` seconds (environment variable
+    Streaming runs in epochs: :data:`STREAMING_EPOCH_S` seconds after the readers start (variable
     ``CDCFLOW_STREAMING_EPOCH_S``) the readers end their ranges as for a stop, the bundles
     finish and commit, and the pipeline is planned and started again in a fresh runner
-    (about half a second without reading). Beam's FnApiRunner keeps bookkeeping for every
-    bundle of a run (measured: RSS +75 KB/s, linear, in a long streaming run); a new run
-    releases it.
+    (about half a second without reading); ``CDCFLOW_STREAMING_EPOCH_BUNDLES`` also ends an
+    epoch once the readers have started that many bundles (default: no bundle limit). A
+    fresh runner releases whatever Beam's FnApiRunner keeps per run. Its per-bundle metric
+    merge, which used to recurse once per bundle of the epoch when the run's metrics were
+    collected, is made eager by :func:`cdcflow.beam.fnapi.eager_metric_merges`.
     """
     plan = plan_pipeline(config)
     kafka = isinstance(plan.source, KafkaSource)
@@ -257,7 +239,12 @@ def run(
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
     if kafka:
-        from cdcflow.beam.kafka import end_epoch, reset_epoch, reset_stop, stop_requested
+        from cdcflow.beam.kafka import (
+            epoch_bundles,
+            reset_epoch,
+            reset_stop,
+            stop_requested,
+        )
 
         reset_stop()
     report = RunReport()
@@ -266,26 +253,33 @@ def run(
         while True:
             if epochs:
                 plan = plan_pipeline(config)
+            for writer in plan.writers:
+                writer.streaming = streaming  # ride through outages (see cdcflow.io.retry)
+            if isinstance(plan.source, KafkaSource):
+                # A restart rides through a broker outage; the first start fails fast.
+                plan.source.ride_through_outages = streaming and epochs > 0
             pipeline = _pipeline(args)
             if kafka:
-                reset_epoch()
+                if streaming:
+                    reset_epoch(_epoch_bundles(), _epoch_seconds())
+                else:
+                    reset_epoch()
+            began = time.monotonic()
             build(pipeline, plan, until_caught_up=until_caught_up)
-            timer = threading.Timer(_epoch_seconds(), end_epoch) if streaming else None
-            with _gc_tuned(), _short_state_sampling():
-                if timer is not None:
-                    timer.daemon = True
-                    timer.start()
-                try:
-                    result = pipeline.run()
-                    result.wait_until_finish()
-                finally:
-                    if timer is not None:
-                        timer.cancel()
+            with _gc_tuned(), _short_state_sampling(), eager_metric_merges():
+                result = pipeline.run()
+                result.wait_until_finish()
             epochs += 1
             _add_metrics(report, result)
             if not streaming or stop_requested():
                 break
-            log.info("streaming epoch %d ended; restarting the pipeline in a fresh runner", epochs)
+            log.info(
+                "streaming epoch %d ended after %.0fs and %d bundles; restarting the pipeline "
+                "in a fresh runner",
+                epochs,
+                time.monotonic() - began,
+                epoch_bundles(),
+            )
     report.streaming = streaming
     if isinstance(plan.source, KafkaSource):
         report.stopped_by_signal = stop_requested()
