@@ -67,6 +67,14 @@ def register(values: Iterable[str]) -> None:
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))
 
 
+def reset() -> None:
+    """Forget every registered value (tests; a process that loads an unrelated pipeline)."""
+    global _secrets, _ordered
+    with _lock:
+        _secrets = frozenset()
+        _ordered = ()
+
+
 def registered() -> frozenset[str]:
     """The values currently masked (for tests and diagnostics; never print them)."""
     return _secrets

@@ -37,6 +37,17 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secret_registry():
+    """Each test starts with no masked values: the registry is process-wide, and a value one
+    test resolved from ``${...}`` (e.g. ``shop``) must not be masked in another's output."""
+    from cdcflow import scrub
+
+    scrub.reset()
+    yield
+    scrub.reset()
+
+
 @pytest.fixture
 def example_copy(tmp_path: Path):
     """Copy an example directory into a temporary directory and return the copy's path."""
