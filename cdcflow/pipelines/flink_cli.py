@@ -62,23 +62,6 @@ def _job_module() -> Any:
     return job
 
 
-def _committed(plan: Any) -> dict[tuple[str, str], int]:
-    """The lowest position per partition over the position-keeping sinks (-1 if none)."""
-    lowest: dict[tuple[str, str], int] = {}
-    keeping = [w for w in plan.writers if w.keeps_positions]
-    for index, writer in enumerate(keeping):
-        writer.open()
-        try:
-            positions = writer.committed_positions()
-        finally:
-            writer.close()
-        keys = set(positions) | set(lowest)
-        for key in keys:
-            value = positions.get(key, -1)
-            lowest[key] = value if index == 0 else min(lowest.get(key, -1), value)
-    return lowest
-
-
 def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -> None:
     """``cdcflow run --engine flink``: run on a local Flink mini cluster.
 
@@ -86,6 +69,8 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
     the sinks' positions). With ``until_caught_up`` it reads to the end offsets seen at start, waits
     until every position-keeping sink has stored them, cancels the job and exits.
     """
+    from cdcflow.pipelines.plan import lowest_positions
+
     spec = _prepare(pipeline_file, jars)
     plan = spec.plan
     targets: dict[tuple[str, str], int] = {}
@@ -128,7 +113,7 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
                     _fail(RuntimeError(f"Flink job {job_id} failed"), EXIT_RUNTIME)
                 break
             if until_caught_up:
-                committed = _committed(plan)
+                committed = lowest_positions(plan.writers)
                 if all(committed.get(k, -1) >= v for k, v in targets.items()):
                     client.cancel().result()
                     break
