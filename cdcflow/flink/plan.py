@@ -82,6 +82,8 @@ class JobSpec:
     topics: list[TopicSpec]
     kafka_properties: dict[str, str]
     plan: Plan
+    #: Where the operators write their counts (:mod:`cdcflow.flink.stats`); local runs only.
+    stats_dir: str | None = None
 
     @property
     def job_name(self) -> str:
