@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import site
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from cdcflow.errors import missing_extra
+from cdcflow.flink import sitedirs
 from cdcflow.flink.plan import (
     JobSpec,
     batch_query_sql,
@@ -21,6 +24,7 @@ from cdcflow.flink.plan import (
     source_table_ddl,
 )
 from cdcflow.flink.processor import BatchProcessor, raw_batch
+from cdcflow.flink.stats import RunStats, StatsFile, worker_error, write_error
 from cdcflow.metrics import Labels
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import plan_pipeline
@@ -38,13 +42,20 @@ PROCESS_UID = "cdcflow-process"
 log = logging.getLogger(__name__)
 
 
+def _site_dirs() -> list[str]:
+    """The driver's site-packages directories (their ``.pth`` files are processed on workers)."""
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
+
+
 def _python_path() -> str:
     """Where the TaskManager's embedded Python finds cdcflow and its dependencies.
 
-    The driver's site-packages plus the directory holding the ``cdcflow`` package (editable
-    installs are found through a ``.pth`` file, which ``PYTHONPATH`` entries do not process).
+    The driver's site-packages plus the directory holding the ``cdcflow`` package: an editable
+    install is found through a ``.pth`` file, which ``PYTHONPATH`` entries do not process,
+    and cdcflow must be importable before :mod:`cdcflow.flink.sitedirs` can process them (it
+    does so for plugins' editable installs, see :class:`ProcessBatches`).
     """
-    entries = [*site.getsitepackages(), str(Path(__file__).resolve().parents[2])]
+    entries = [*_site_dirs(), str(Path(__file__).resolve().parents[2])]
     seen: list[str] = []
     for entry in entries:
         if entry not in seen and os.path.isdir(entry):
@@ -81,12 +92,25 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
     """The Python operator: turns window rows into raw batches and runs the processor.
 
     It ships the validated pipeline config, not built components: the components are built
-    on the worker in :meth:`open` (clients and locks never cross a pickle).
+    on the worker in :meth:`open` (clients and locks never cross a pickle). The config
+    travels pickled on its own and is unpickled in :meth:`open`, after the driver's
+    site-packages ``.pth`` files were processed (:mod:`cdcflow.flink.sitedirs`): a plugin
+    installed with ``pip install -e`` is then importable on the worker as in the driver, and
+    a module that still cannot be imported is an error of :meth:`open`, reported with what
+    Python said (:mod:`cdcflow.flink.stats`) instead of failing inside Flink's deserializer.
     """
 
-    def __init__(self, config: PipelineConfig) -> None:
-        self.config = config
+    def __init__(self, config: PipelineConfig, stats_dir: str | None = None) -> None:
+        import cloudpickle
+
+        self._config_blob = cloudpickle.dumps(config)
+        self.site_dirs = _site_dirs()
+        self.stats_dir = stats_dir
         self.processor: BatchProcessor | None = None
+        self._stats: RunStats | None = None
+        self._stats_file: StatsFile | None = None
+        self._instance = ""
+        self._failed = False
         self._group: Any = None
         self._step_counters: dict[tuple[str, Labels], Any] = {}
         self._records: Any = None
@@ -94,13 +118,33 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
 
     def open(self, runtime_context: RuntimeContext) -> None:
         """Build the components, connect the writers and register the operator's metrics."""
-        self.processor = processor_for(self.config)
-        self.processor.open()
+        self._instance = f"{os.getpid()}-{uuid.uuid4().hex}"
+        try:
+            sitedirs.activate(self.site_dirs)
+            config = pickle.loads(self._config_blob)  # noqa: S301 - written by the driver
+            self.processor = processor_for(config)
+            self.processor.open()
+        except BaseException as exc:
+            self._report(exc, "open")
+            raise
         group = runtime_context.get_metrics_group().add_group("cdcflow")
         self._records = group.counter("records_processed")
         self._dead = group.counter("dead_letters")
         self._group = group
         self._step_counters = {}
+        if self.stats_dir is not None:
+            self._stats = RunStats()
+            self._stats_file = StatsFile(self.stats_dir, self._instance)
+
+    def _report(self, exc: BaseException, phase: str) -> None:
+        """Store this instance's first error for the local CLI (when it asked for them)."""
+        if self.stats_dir is None or self._failed:
+            return
+        self._failed = True
+        try:
+            write_error(self.stats_dir, self._instance, worker_error(exc, phase))
+        except OSError:
+            log.exception("could not store the operator's error for the CLI")
 
     def map(self, row: Any) -> int:
         """Process one window row (topic, partition, offsets, keys, values).
@@ -110,11 +154,22 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         raw = raw_batch(row[0], int(row[1]), row[2], row[3], row[4])
         assert self.processor is not None
         dead_before = self.processor.counters.dead_letters
-        self.processor.process(raw)
+        try:
+            self.processor.process(raw)
+        except Exception as exc:
+            self._report(exc, "batch")
+            raise
         self._records.inc(len(raw.records))
         self._dead.inc(self.processor.counters.dead_letters - dead_before)
         for name, labels, amount in self.processor.drain_step_metrics():
             self._step_counter(name, labels).inc(amount)
+        if self._stats is not None and self._stats_file is not None:
+            counters = self.processor.counters
+            self._stats.records_read = counters.records
+            self._stats.dead_letters = counters.dead_letters
+            self._stats.written = dict(counters.written)
+            self._stats.last_offsets[raw.partition_key] = raw.last_offset
+            self._stats_file.write(self._stats)
         return raw.last_offset
 
     def _step_counter(self, name: str, labels: Labels) -> Any:
@@ -163,7 +218,7 @@ def build(env: Any, spec: JobSpec) -> None:
             lambda row: partition_key(row[0], row[1]), key_type=Types.STRING()
         )
     (
-        batches.map(ProcessBatches(spec.plan.config), output_type=Types.LONG())
+        batches.map(ProcessBatches(spec.plan.config, spec.stats_dir), output_type=Types.LONG())
         .name(f"cdcflow:{spec.pipeline}")
         .uid(PROCESS_UID)
     )

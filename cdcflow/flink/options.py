@@ -10,15 +10,17 @@ engine:
     parallelism: 2
 ```
 
-Jar locations are configuration, never built in: ``jars`` here, else the ``CDCFLOW_FLINK_JARS``
-environment variable (paths or ``file://`` URLs separated by ``:`` or ``,``), else the CLI's
-``--jar`` option (which takes precedence over both).
+Jar locations are configuration: the CLI's ``--jar`` option, else ``jars`` here, else the
+``CDCFLOW_FLINK_JARS`` environment variable (paths or ``file://`` URLs separated by ``:`` or
+``,``), else the ``*.jar`` files of the ``jars/`` directory of the environment cdcflow runs in
+(``sys.prefix``: ``make venv-flink`` puts them in ``.venv-flink/jars/``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -117,25 +119,32 @@ def resolve_jars(
     cli_jars: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     base_dir: Path | None = None,
+    default_dir: Path | None = None,
 ) -> list[str]:
     """The connector jar URLs to ship with the job; ConfigError when they are missing.
 
-    Precedence: ``--jar`` options, then ``engine.flink.jars``, then ``$CDCFLOW_FLINK_JARS``.
-    Relative paths in the pipeline file are relative to it. Every ``file:`` jar must exist, and
+    Precedence: ``--jar`` options, then ``engine.flink.jars``, then ``$CDCFLOW_FLINK_JARS``,
+    then every ``*.jar`` in ``default_dir`` (:func:`default_jar_dir` unless given). Relative
+    paths in the pipeline file are relative to it. Every ``file:`` jar must exist, and
     together they must include the Kafka connector and the Kafka client.
     """
     env = os.environ if env is None else env
+    default_dir = default_jar_dir() if default_dir is None else default_dir
+    found = sorted(default_dir.glob("*.jar")) if default_dir.is_dir() else []
     if cli_jars:
         raw, where = list(cli_jars), "--jar"
     elif options.jars:
         raw, where = list(options.jars), "engine.flink.jars"
     elif env.get(JARS_ENV, "").strip():
         raw, where = _split(env[JARS_ENV]), f"${JARS_ENV}"
+    elif found:
+        raw, where = [str(j) for j in found], f"the jars in {default_dir}"
     else:
         raise ConfigError(
-            "the Flink engine needs the Kafka connector jars: set engine.flink.jars in the "
-            f"pipeline file, ${JARS_ENV}, or pass --jar (Maven artifacts: "
-            f"{', '.join(REQUIRED_ARTIFACTS)}; see docs/flink.md)"
+            "the Flink engine needs the Kafka connector jars and found none: no --jar, no "
+            f"engine.flink.jars in the pipeline file, no ${JARS_ENV}, and no *.jar in "
+            f"{default_dir} (in a clone, 'make venv-flink' puts them there; elsewhere the "
+            f"Maven artifacts {', '.join(REQUIRED_ARTIFACTS)}; see docs/flink.md)"
         )
     urls = [jar_url(p, base_dir if where == "engine.flink.jars" else None) for p in raw]
     problems = []
@@ -151,6 +160,11 @@ def resolve_jars(
     if problems:
         raise ConfigError("\n".join(problems))
     return urls
+
+
+def default_jar_dir() -> Path:
+    """``<sys.prefix>/jars``: the jars next to the running interpreter's environment."""
+    return Path(sys.prefix) / "jars"
 
 
 def parse_master(value: str) -> tuple[str, int]:

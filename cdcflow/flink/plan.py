@@ -16,10 +16,11 @@ nothing, and the writers skip what they already stored (positions are written wi
 exactly as on Beam). Keying by partition keeps each partition's batches in offset order on one
 writer subtask.
 
-Start offsets: on a fresh start (not a restore) each partition starts one past the lowest
-position its position-keeping sinks stored (:func:`cdcflow.pipelines.plan.resume_offsets`),
-else per the source's ``start`` (earliest, latest, committed, a timestamp), resolved to concrete
-offsets by the Kafka source's ``start_offsets`` and passed as Flink ``specific-offsets``. A
+Start offsets: on a fresh start (not a restore) each partition starts where
+:func:`cdcflow.pipelines.plan.kafka_start_offsets` says, the same rule as on Beam: one past the
+lowest position its position-keeping sinks stored, or, when one of them has none, the source's
+``start`` (earliest, latest, committed, a timestamp), so a sink added later is backfilled;
+resolved to concrete offsets and passed as Flink ``specific-offsets``. A
 restore from a checkpoint or savepoint uses the offsets in Flink's state instead.
 """
 
@@ -32,9 +33,8 @@ from typing import Any
 
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.flink.options import FlinkOptions, resolve_jars
-from cdcflow.io.base import PartitionKey
 from cdcflow.pipelines.config import PipelineConfig
-from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
+from cdcflow.pipelines.plan import Plan, kafka_start_offsets, plan_pipeline
 
 #: Java Kafka client settings cdcflow sets itself (the consumer_config cannot override them).
 _MANAGED = {
@@ -82,6 +82,8 @@ class JobSpec:
     topics: list[TopicSpec]
     kafka_properties: dict[str, str]
     plan: Plan
+    #: Where the operators write their counts (:mod:`cdcflow.flink.stats`); local runs only.
+    stats_dir: str | None = None
 
     @property
     def job_name(self) -> str:
@@ -167,9 +169,8 @@ def prepare_job(
             problems.extend(writer.check())
         if problems:
             raise CdcflowError("\n".join(problems))
-        partitions = plan.source.partitions()
-        resume: dict[PartitionKey, int] = resume_offsets(plan.writers, partitions)
-        starts = plan.source.start_offsets(resume)  # type: ignore[attr-defined]
+        # Flink never commits offsets to the group (see source_table_ddl).
+        starts = kafka_start_offsets(plan, group_holds_positions=False)
         topics = topic_specs(starts)
         if not topics:
             raise ConfigError(f"{config.path}: the source has no partitions to read")

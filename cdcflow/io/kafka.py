@@ -6,15 +6,17 @@ offsets for ``--until-caught-up``, a per-partition poller that turns messages in
 :class:`~cdcflow.schemas.model.RawBatch` values, and committing offsets to the consumer group.
 The Beam reader (a splittable DoFn) lives in :mod:`cdcflow.beam.kafka`.
 
-Where a partition starts (first match wins)
-    1. the lowest position committed by the pipeline's position-keeping sinks, plus one
-       (:func:`cdcflow.pipelines.plan.resume_offsets`); lowered to the group's committed
-       offset when some sink keeps no positions (the group is that sink's position);
-    2. the consumer group's committed offset;
-    3. ``start``: ``earliest``, ``latest``, an ISO-8601 timestamp (the first offset whose record
-       timestamp is at or after it), or ``committed`` (pure consumer-group behaviour: without a
-       committed offset, librdkafka's ``auto.offset.reset`` decides, ``latest`` unless set in
-       ``consumer_config``).
+Where a partition starts (worked out by :func:`cdcflow.pipelines.plan.kafka_start_offsets`)
+    1. every position-keeping sink has a position for it: one past the lowest of them;
+    2. some position-keeping sink has none (a sink added later, or one whose positions were
+       deleted to backfill it): ``start``, so that sink is backfilled while the others skip
+       what they hold; the group's committed offset does not count here;
+    3. no sink keeps positions: the consumer group's committed offset, else ``start``.
+    In 1 and 2 the start is lowered to the group's committed offset when some sink keeps no
+    positions (the group is that sink's position). ``start`` is ``earliest`` (the default),
+    ``latest``, an ISO-8601 timestamp (the first offset whose record timestamp is at or after
+    it), or ``committed`` (pure consumer-group behaviour: the group's committed offset, and
+    without one librdkafka's ``auto.offset.reset``, ``latest`` unless set in ``consumer_config``).
 
 Offsets and the group
     cdcflow assigns partitions itself (no group membership, no rebalancing); the group only
@@ -35,7 +37,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import msgspec
@@ -480,32 +482,40 @@ class KafkaSource(Source):
         self,
         resume: Mapping[PartitionKey, int] | None = None,
         group_is_a_sink_position: bool = False,
+        backfill: Collection[PartitionKey] = (),
     ) -> dict[TopicPartitionKey, int]:
         """The first offset to read per partition (see the module docstring).
 
         ``resume`` holds the sinks' resume offsets (``(topic, "partition") -> offset``).
+        ``backfill`` names partitions some position-keeping sink has no position for: they
+        start from ``start`` whatever the group committed (``start: committed`` excepted).
         ``group_is_a_sink_position`` says that some sink keeps no positions of its own: the
         group's committed offset is then its position, and a partition starts at the lower
-        of the sinks' resume offset and the group's offset (so that sink misses nothing
-        written by the others just before a crash).
+        of the sinks' resume offset (or ``start``) and the group's offset (so that sink misses
+        nothing written by the others just before a crash).
         """
         return self._retrying(
-            lambda: self._start_offsets(resume, group_is_a_sink_position), "reading offsets"
+            lambda: self._start_offsets(resume, group_is_a_sink_position, backfill),
+            "reading offsets",
         )
 
     def _start_offsets(
-        self, resume: Mapping[PartitionKey, int] | None, group_is_a_sink_position: bool
+        self,
+        resume: Mapping[PartitionKey, int] | None,
+        group_is_a_sink_position: bool,
+        backfill: Collection[PartitionKey],
     ) -> dict[TopicPartitionKey, int]:
         kafka = _kafka()
         resume = resume or {}
+        from_start = {(str(t), int(p)) for t, p in backfill}
         parts = [(str(t), int(p)) for t, p in self.partitions()]
         result: dict[TopicPartitionKey, int] = {}
         pending = []
         for topic, part in parts:
             sink_offset = resume.get((topic, str(part)))
-            if sink_offset is not None:
+            if sink_offset is not None and (topic, part) not in from_start:
                 result[(topic, part)] = sink_offset
-            if sink_offset is None or group_is_a_sink_position:
+            if sink_offset is None or group_is_a_sink_position or (topic, part) in from_start:
                 pending.append((topic, part))
         if not pending:
             return result
@@ -516,17 +526,20 @@ class KafkaSource(Source):
                 [kafka.TopicPartition(t, p) for t, p in pending], timeout=timeout
             )
             unknown = []
+            group: dict[TopicPartitionKey, int] = {}
+            start = self.settings.start
             for tp in committed:
                 key = (tp.topic, tp.partition)
                 has_offset = tp.error is None and tp.offset is not None and tp.offset >= 0
+                if has_offset:
+                    group[key] = tp.offset
                 if key in result:  # a sink position exists: the group can only lower it
                     if has_offset:
                         result[key] = min(result[key], tp.offset)
-                elif has_offset:
+                elif has_offset and (key not in from_start or start == "committed"):
                     result[key] = tp.offset
                 else:
                     unknown.append(key)
-            start = self.settings.start
             if start == "committed":
                 reset = str(client_settings(self.settings.client_config).get(
                     "auto.offset.reset", "latest"
@@ -556,6 +569,10 @@ class KafkaSource(Source):
                     else:
                         ends = ends or self.end_offsets()
                         result[(topic, part)] = ends[(topic, part)]
+            if group_is_a_sink_position:  # a backfill starts no later than the group
+                for key in unknown:
+                    if key in group:
+                        result[key] = min(result[key], group[key])
         except kafka.KafkaException as exc:
             kind = KafkaAuthError if refused_access(exc) else KafkaError
             raise kind(

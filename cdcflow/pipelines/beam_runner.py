@@ -52,7 +52,7 @@ from cdcflow.beam.transforms import (
 )
 from cdcflow.io.kafka import KafkaSource, describe_partitions
 from cdcflow.pipelines.config import PipelineConfig
-from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
+from cdcflow.pipelines.plan import Plan, kafka_start_offsets, plan_pipeline, resume_offsets
 from cdcflow.schemas.model import EventBatch, RawBatch
 
 log = logging.getLogger(__name__)
@@ -76,17 +76,14 @@ class RunReport:
 
 def _read(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool) -> Any:
     """The source's read transform, starting each partition where the sinks left off."""
-    start = resume_offsets(plan.writers, plan.source.partitions())
     if not isinstance(plan.source, KafkaSource):
+        start = resume_offsets(plan.writers, plan.source.partitions())
         return pipeline | "Read" >> ReadFromSource(plan.source, start)
     from cdcflow.beam.kafka import UNBOUNDED, ReadFromKafka
 
     source = plan.source
     # A sink without positions of its own is only as far as the group's committed offset.
-    positionless = any(not w.keeps_positions for w in plan.writers)
-    starts = source.start_offsets(
-        start, group_is_a_sink_position=positionless and source.settings.commit_offsets
-    )
+    starts = kafka_start_offsets(plan, group_holds_positions=source.settings.commit_offsets)
     ends = source.end_offsets() if until_caught_up else {}
     specs = []
     for (topic, part), first in sorted(starts.items()):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,30 +64,20 @@ def _job_module() -> Any:
     return job
 
 
-def _committed(plan: Any) -> dict[tuple[str, str], int]:
-    """The lowest position per partition over the position-keeping sinks (-1 if none)."""
-    lowest: dict[tuple[str, str], int] = {}
-    keeping = [w for w in plan.writers if w.keeps_positions]
-    for index, writer in enumerate(keeping):
-        writer.open()
-        try:
-            positions = writer.committed_positions()
-        finally:
-            writer.close()
-        keys = set(positions) | set(lowest)
-        for key in keys:
-            value = positions.get(key, -1)
-            lowest[key] = value if index == 0 else min(lowest.get(key, -1), value)
-    return lowest
-
-
 def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -> None:
     """``cdcflow run --engine flink``: run on a local Flink mini cluster.
 
     Streams until SIGINT or SIGTERM (the job is cancelled, exit 0; a restart resumes from
     the sinks' positions). With ``until_caught_up`` it reads to the end offsets seen at start, waits
-    until every position-keeping sink has stored them, cancels the job and exits.
+    until every position-keeping sink has stored them, cancels the job and exits. The summary
+    gives the records read, the events written per sink and the dead letters, as on Beam. A
+    failing job is reported with the first error its Python operator raised; an error no
+    restart can cure (a module that cannot be imported when the operator opens) stops the
+    run at once instead of after every restart attempt.
     """
+    from cdcflow.flink.stats import read_stats
+    from cdcflow.pipelines.plan import lowest_positions
+
     spec = _prepare(pipeline_file, jars)
     plan = spec.plan
     targets: dict[tuple[str, str], int] = {}
@@ -102,45 +94,16 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
         for (topic, part), end in plan.source.end_offsets().items():
             if end > starts.get((topic, part), 0):
                 targets[(topic, str(part))] = end - 1
-    job = _job_module()
-    started = time.monotonic()
-    try:
-        client = job.start(spec)
-    except Exception as exc:  # noqa: BLE001 - any Flink start failure is a runtime error
-        _fail(exc, EXIT_RUNTIME)
-        return
-    job_id = str(client.get_job_id())
-    click.echo(f"pipeline {spec.pipeline!r} running on a local Flink mini cluster (job {job_id})")
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        while True:
-            state = str(client.get_job_status().result())
-            if state in ("FAILED", "CANCELED", "FINISHED"):
-                if state == "FAILED":
-                    try:
-                        client.get_job_execution_result().result()
-                    except Exception as exc:  # noqa: BLE001 - surface Flink's failure cause
-                        _fail(RuntimeError(_first_line(exc)), EXIT_RUNTIME)
-                    _fail(RuntimeError(f"Flink job {job_id} failed"), EXIT_RUNTIME)
-                break
-            if until_caught_up:
-                committed = _committed(plan)
-                if all(committed.get(k, -1) >= v for k, v in targets.items()):
-                    client.cancel().result()
-                    break
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        # Batches already written keep their positions; the rest is read again next time.
-        click.echo("interrupted: cancelling the job", err=True)
-        client.cancel().result()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    elapsed = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="cdcflow-flink-run-") as stats_dir:
+        spec.stats_dir = stats_dir
+        started = time.monotonic()
+        _watch(spec, Path(stats_dir), targets if until_caught_up else None, lowest_positions)
+        elapsed = time.monotonic() - started
+        stats = read_stats(Path(stats_dir))
     click.echo(f"pipeline {spec.pipeline!r} stopped after {elapsed:.1f}s")
+    click.echo(f"  records read: {stats.records_read}")
+    for sink, count in sorted(stats.written.items()):
+        click.echo(f"  events written to {sink}: {count}")
     for writer in plan.writers:
         writer.open()
         try:
@@ -148,14 +111,145 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
                 click.echo(f"  {line}")
         finally:
             writer.close()
+    click.echo(f"  dead letters this run: {stats.dead_letters}")
+    for line in plan.dead_letters.describe():
+        click.echo(f"  {line}")
+
+
+def _watch(
+    spec: Any,
+    stats_dir: Path,
+    targets: dict[tuple[str, str], int] | None,
+    lowest_positions: Any,
+) -> None:
+    """Start the job and follow it until it ends, is caught up (``targets``) or is stopped."""
+    from cdcflow.flink.stats import first_error, python_error_in_logs, read_stats
+
+    job = _job_module()
+    started = time.time() - 1
+    try:
+        client = job.start(spec)
+    except Exception as exc:  # noqa: BLE001 - any Flink start failure is a runtime error
+        _fail(RuntimeError(_first_line(exc)), EXIT_RUNTIME)
+        return
+    job_id = str(client.get_job_id())
+    click.echo(f"pipeline {spec.pipeline!r} running on a local Flink mini cluster (job {job_id})")
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def failed(cause: BaseException | None) -> None:
+        error = first_error(stats_dir)
+        if error is not None:
+            how = "" if error.restartable else " (a restart cannot help: stopped at once)"
+            _fail(
+                RuntimeError(
+                    f"Flink job {job_id} failed: its Python operator raised "
+                    f"{error.summary}{how}"
+                ),
+                EXIT_RUNTIME,
+            )
+        logged = python_error_in_logs(_flink_log_dir(), started)
+        if logged is not None:
+            _fail(
+                RuntimeError(
+                    f"Flink job {job_id} failed: its Python operator raised {logged[0]} "
+                    f"(Flink log: {logged[1]})"
+                ),
+                EXIT_RUNTIME,
+            )
+        detail = _first_line(cause) if cause is not None else "see the Flink log"
+        _fail(RuntimeError(f"Flink job {job_id} failed: {detail}"), EXIT_RUNTIME)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            error = first_error(stats_dir)
+            if error is not None and not error.restartable:
+                _cancel(client)
+                failed(None)
+            try:
+                state = str(client.get_job_status().result())
+            except Exception as exc:  # noqa: BLE001 - the mini cluster went away
+                failed(exc)
+                return
+            if state in ("FAILED", "CANCELED", "FINISHED"):
+                if state == "FAILED":
+                    try:
+                        client.get_job_execution_result().result()
+                    except Exception as exc:  # noqa: BLE001 - surface the failure cause
+                        failed(exc)
+                    failed(None)
+                break
+            if targets is not None:
+                committed = lowest_positions(spec.plan.writers)
+                if all(committed.get(k, -1) >= v for k, v in targets.items()):
+                    _settle(stats_dir, targets, read_stats)
+                    _cancel(client)
+                    break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        # Batches already written keep their positions; the rest is read again next time.
+        click.echo("interrupted: cancelling the job", err=True)
+        _cancel(client)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _flink_log_dir() -> Path:
+    """Where the local mini cluster writes its log (``pyflink/log``, inside the environment)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyflink")
+    origin = spec.origin if spec is not None else None
+    return Path(origin).parent / "log" if origin else Path(sys.prefix) / "log"
+
+
+def _cancel(client: Any) -> None:
+    """Cancel the job; a job that already ended is fine."""
+    try:
+        client.cancel().result()
+    except Exception:  # already finished, failed or gone
+        log.debug("cancelling the Flink job failed", exc_info=True)
+
+
+def _settle(stats_dir: Path, targets: dict[tuple[str, str], int], read_stats: Any) -> None:
+    """Wait (a few seconds at most) until the operators' counts include the target offsets.
+
+    The sinks store a batch's position before the operator records its counts, so right
+    after the positions reach the targets the last batch may not be counted yet.
+    """
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = read_stats(stats_dir).last_offsets
+        if all(seen.get(k, -1) >= v for k, v in targets.items()):
+            return
+        time.sleep(0.1)
 
 
 def _first_line(exc: BaseException) -> str:
+    """The most telling line of a Flink/py4j error.
+
+    A Python error's last line if there is one (``ModuleNotFoundError: ...``), else the first
+    ``Caused by:`` or exception line.
+    """
     text = str(exc).strip()
-    for line in text.splitlines():
-        if "Caused by:" in line or "Exception" in line:
+    raw = text.splitlines()
+    in_traceback = False
+    for line in raw:  # the line that ends the first Python traceback
+        if line.strip() == "Traceback (most recent call last):":
+            in_traceback = True
+        elif in_traceback and not line.startswith(" ") and _PYTHON_ERROR.match(line):
             return line.strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    lines = [line.strip() for line in raw]
+    for line in lines:
+        if "Caused by:" in line or "Exception" in line:
+            return line
+    return lines[0] if lines else type(exc).__name__
+
+
+#: The last line of a Python traceback (``ModuleNotFoundError: No module named 'x'``).
+_PYTHON_ERROR = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): ")
 
 
 def _master_option(function: Any) -> Any:

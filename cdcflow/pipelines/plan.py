@@ -1,14 +1,22 @@
 """Engine-neutral planning: build a pipeline's components and work out where to resume.
 
 Both engines start here: :func:`plan_pipeline` builds the source, decode step, transforms,
-writers and dead-letter writer from a validated config, and :func:`resume_offsets` asks every
-position-keeping sink what it has committed, so each partition starts at the lowest committed
-position of any sink (each sink then skips what it already has).
+writers and dead-letter writer from a validated config, and the functions below are the one
+place that decides where each partition starts, for Beam and Flink alike:
+
+* :func:`sink_positions` asks every position-keeping sink what it has committed;
+* :func:`resume_points` turns that into the rule: a partition every position-keeping sink has
+  a position for starts one past the lowest; a partition *some* position-keeping sink has no
+  position for starts from the source's ``start:`` (that sink is backfilled, the others skip
+  what they already hold, by their stored positions);
+* :func:`kafka_start_offsets` resolves this to concrete Kafka offsets, and
+  :func:`lowest_positions` is the progress measure of ``--until-caught-up`` on Flink.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -106,27 +114,90 @@ def _build(
         ) from exc
 
 
+def sink_positions(writers: Sequence[Writer]) -> list[dict[PartitionKey, int]]:
+    """The committed positions of each position-keeping writer (opened and closed here)."""
+    committed: list[dict[PartitionKey, int]] = []
+    for writer in writers:
+        if not writer.keeps_positions:
+            continue
+        writer.open()
+        try:
+            committed.append(writer.committed_positions())
+        finally:
+            writer.close()
+    return committed
+
+
+@dataclass(frozen=True)
+class ResumePoints:
+    """Where each partition starts, before the source resolves ``start:`` (see the module doc).
+
+    ``offsets``: the first offset to read of each partition that every position-keeping sink
+    has a position for (one past the lowest). ``backfill``: the partitions some
+    position-keeping sink has no position for; they start from the source's ``start:``.
+    Partitions in neither (only when no sink keeps positions) start where the source says
+    (for Kafka the group's committed offset, else ``start:``). ``positionless``: some sink
+    keeps no positions of its own.
+    """
+
+    offsets: dict[PartitionKey, int] = field(default_factory=dict)
+    backfill: frozenset[PartitionKey] = frozenset()
+    positionless: bool = False
+
+
+def resume_points(
+    writers: Sequence[Writer], partitions: Sequence[tuple[str, int | str]]
+) -> ResumePoints:
+    """Apply the resume rule to the writers' stored positions for ``partitions``."""
+    committed = sink_positions(writers)
+    positionless = any(not w.keeps_positions for w in writers)
+    if not committed:
+        return ResumePoints(positionless=positionless)
+    offsets: dict[PartitionKey, int] = {}
+    backfill: set[PartitionKey] = set()
+    for stream, partition in partitions:
+        key = (stream, str(partition))
+        if all(key in positions for positions in committed):
+            offsets[key] = min(positions[key] for positions in committed) + 1
+        else:
+            backfill.add(key)
+    return ResumePoints(offsets, frozenset(backfill), positionless)
+
+
 def resume_offsets(
     writers: Sequence[Writer], partitions: Sequence[tuple[str, int | str]]
 ) -> dict[PartitionKey, int]:
     """The first offset to read per partition: one past the lowest committed position.
 
     Only writers that keep positions count. A partition some such writer has never written
-    is absent from the result (read from the source's default start).
+    is absent from the result: it is read from the source's ``start:`` (for a file source,
+    its beginning).
     """
-    keeping = [w for w in writers if w.keeps_positions]
-    if not keeping:
-        return {}
-    committed: list[dict[PartitionKey, int]] = []
-    for writer in keeping:
-        writer.open()
-        try:
-            committed.append(writer.committed_positions())
-        finally:
-            writer.close()
-    result: dict[PartitionKey, int] = {}
-    for stream, partition in partitions:
-        key = (stream, str(partition))
-        if all(key in positions for positions in committed):
-            result[key] = min(positions[key] for positions in committed) + 1
+    return resume_points(writers, partitions).offsets
+
+
+def kafka_start_offsets(plan: Plan, group_holds_positions: bool) -> dict[tuple[str, int], int]:
+    """The first offset of every partition of the plan's Kafka source, for either engine.
+
+    ``group_holds_positions``: the engine commits offsets to the consumer group after every
+    sink wrote them (Beam with ``commit_offsets``); the group's offset is then the position of
+    the sinks that keep none, and lowers the start. Flink does not commit to the group.
+    """
+    source = plan.source
+    points = resume_points(plan.writers, source.partitions())
+    result: dict[tuple[str, int], int] = source.start_offsets(  # type: ignore[attr-defined]
+        points.offsets,
+        group_is_a_sink_position=points.positionless and group_holds_positions,
+        backfill=points.backfill,
+    )
     return result
+
+
+def lowest_positions(writers: Sequence[Writer]) -> dict[PartitionKey, int]:
+    """The lowest committed position per partition over the position-keeping writers.
+
+    A partition some position-keeping writer has no position for counts as -1 (nothing).
+    """
+    committed = sink_positions(writers)
+    keys = {key for positions in committed for key in positions}
+    return {key: min(positions.get(key, -1) for positions in committed) for key in keys}

@@ -15,6 +15,7 @@ from cdcflow.flink.options import (
     JARS_ENV,
     EngineConfig,
     FlinkOptions,
+    default_jar_dir,
     jar_url,
     parse_master,
     resolve_jars,
@@ -109,16 +110,43 @@ def test_jars_precedence_cli_then_file_then_env(jars: list[Path], tmp_path: Path
     ]
 
 
-def test_missing_jars_name_the_maven_artifacts(jars: list[Path]) -> None:
+def test_missing_jars_name_the_maven_artifacts(jars: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        resolve_jars(FlinkOptions(), env={})
+        resolve_jars(FlinkOptions(), env={}, default_dir=tmp_path / "no-jars")
     assert "org.apache.flink:flink-connector-kafka:4.0.1-2.0" in str(caught.value)
+    assert f"no *.jar in {tmp_path / 'no-jars'}" in str(caught.value)
+    assert "make venv-flink" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         resolve_jars(FlinkOptions(jars=[str(jars[0])]), env={})
     assert "no kafka-clients jar" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         resolve_jars(FlinkOptions(jars=[str(jars[0]), "/nowhere/kafka-clients-3.9.1.jar"]), env={})
     assert "/nowhere/kafka-clients-3.9.1.jar does not exist" in str(caught.value)
+
+
+def test_jars_default_to_the_environments_jars_directory(
+    jars: list[Path], tmp_path: Path
+) -> None:
+    # What `make venv-flink` leaves: <venv>/jars/*.jar, used when nothing else names jars.
+    venv_jars = tmp_path / "venv" / "jars"
+    venv_jars.mkdir(parents=True)
+    for jar in jars:
+        (venv_jars / jar.name).write_bytes(b"PK")
+    found = resolve_jars(FlinkOptions(), env={}, default_dir=venv_jars)
+    assert found == sorted((venv_jars / j.name).resolve().as_uri() for j in jars)
+    # anything configured wins over the directory
+    env = {JARS_ENV: ":".join(str(j) for j in jars)}
+    assert resolve_jars(FlinkOptions(), env=env, default_dir=venv_jars) == [
+        j.resolve().as_uri() for j in jars
+    ]
+    # a directory missing one of the two jars names it
+    (venv_jars / jars[1].name).unlink()
+    with pytest.raises(ConfigError, match=f"the jars in {venv_jars}: no"):
+        resolve_jars(FlinkOptions(), env={}, default_dir=venv_jars)
+
+
+def test_default_jar_dir_is_next_to_the_interpreters_environment() -> None:
+    assert default_jar_dir() == Path(sys.prefix) / "jars"
 
 
 def test_jar_urls_keep_remote_urls() -> None:

@@ -15,7 +15,13 @@ from cdcflow.io.sqlite import SqliteWriter
 from cdcflow.pipelines import registry
 from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.pipelines.config import load_pipeline
-from cdcflow.pipelines.plan import plan_pipeline, resume_offsets
+from cdcflow.pipelines.plan import (
+    ResumePoints,
+    lowest_positions,
+    plan_pipeline,
+    resume_offsets,
+    resume_points,
+)
 from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId
 from cdcflow.testing import MemoryWriter
 from cdcflow.transforms.decode import DecodeStep
@@ -157,6 +163,39 @@ def test_partition_unknown_to_any_keeping_sink_starts_at_the_default() -> None:
     a = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3})
     b = MemoryWriter(positions={("orders", "0"): 12})
     assert resume_offsets([a, b], PARTS) == {("orders", "0"): 11}
+
+
+def test_a_sink_without_a_position_puts_the_partition_in_the_backfill() -> None:
+    # The documented rule (docs/sinks.md, "Adding a sink"): a position-keeping sink with no
+    # position for a partition makes it start from the source's start:, not from the others.
+    old = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
+    new = FakeWriter({("orders", "0"): 4})
+    other = FakeWriter({}, keeps=False)
+    points = resume_points([old, new, other], PARTS)
+    assert points == ResumePoints(
+        offsets={("orders", "0"): 5},
+        backfill=frozenset({("orders", "1"), ("customers", "0")}),
+        positionless=True,
+    )
+
+
+def test_without_position_keeping_sinks_nothing_is_backfilled() -> None:
+    points = resume_points([FakeWriter({}, keeps=False)], PARTS)
+    assert points == ResumePoints(offsets={}, backfill=frozenset(), positionless=True)
+    # a fresh position-keeping sink backfills every partition
+    fresh = resume_points([FakeWriter({})], PARTS)
+    assert fresh.backfill == {("orders", "0"), ("orders", "1"), ("customers", "0")}
+    assert not fresh.positionless
+
+
+def test_lowest_positions_counts_a_missing_position_as_nothing() -> None:
+    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3})
+    b = FakeWriter({("orders", "0"): 12})
+    assert lowest_positions([a, b, FakeWriter({}, keeps=False)]) == {
+        ("orders", "0"): 10,
+        ("orders", "1"): -1,
+    }
+    assert lowest_positions([FakeWriter({}, keeps=False)]) == {}
 
 
 def test_sinks_without_positions_are_ignored() -> None:
