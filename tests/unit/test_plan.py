@@ -168,9 +168,9 @@ def test_partition_unknown_to_any_keeping_sink_starts_at_the_default() -> None:
 def test_a_sink_without_a_position_puts_the_partition_in_the_backfill() -> None:
     # The documented rule (docs/sinks.md, "Adding a sink"): a position-keeping sink with no
     # position for a partition makes it start from the source's start:, not from the others.
-    old = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
-    new = FakeWriter({("orders", "0"): 4})
-    other = FakeWriter({}, keeps=False)
+    old = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3, ("customers", "0"): 7})
+    new = MemoryWriter(positions={("orders", "0"): 4})
+    other = MemoryWriter(keeps_positions=False)
     points = resume_points([old, new, other], PARTS)
     assert points == ResumePoints(
         offsets={("orders", "0"): 5},
@@ -180,22 +180,22 @@ def test_a_sink_without_a_position_puts_the_partition_in_the_backfill() -> None:
 
 
 def test_without_position_keeping_sinks_nothing_is_backfilled() -> None:
-    points = resume_points([FakeWriter({}, keeps=False)], PARTS)
+    points = resume_points([MemoryWriter(keeps_positions=False)], PARTS)
     assert points == ResumePoints(offsets={}, backfill=frozenset(), positionless=True)
     # a fresh position-keeping sink backfills every partition
-    fresh = resume_points([FakeWriter({})], PARTS)
+    fresh = resume_points([MemoryWriter()], PARTS)
     assert fresh.backfill == {("orders", "0"), ("orders", "1"), ("customers", "0")}
     assert not fresh.positionless
 
 
 def test_lowest_positions_counts_a_missing_position_as_nothing() -> None:
-    a = FakeWriter({("orders", "0"): 10, ("orders", "1"): 3})
-    b = FakeWriter({("orders", "0"): 12})
-    assert lowest_positions([a, b, FakeWriter({}, keeps=False)]) == {
+    a = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3})
+    b = MemoryWriter(positions={("orders", "0"): 12})
+    assert lowest_positions([a, b, MemoryWriter(keeps_positions=False)]) == {
         ("orders", "0"): 10,
         ("orders", "1"): -1,
     }
-    assert lowest_positions([FakeWriter({}, keeps=False)]) == {}
+    assert lowest_positions([MemoryWriter(keeps_positions=False)]) == {}
 
 
 def test_sinks_without_positions_are_ignored() -> None:
