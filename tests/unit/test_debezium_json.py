@@ -878,7 +878,7 @@ _LOGICAL = [
 ]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
     st.sampled_from([None, b'{"id": 1}', b'"k"', b"[1]", b'{"id": "{\\"$oid\\": \\"ab\\"}"}']),
@@ -972,7 +972,7 @@ _FIELD = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(_FIELD, max_size=4),
     st.dictionaries(st.sampled_from(["a", "b"]), _VALUES, max_size=2),
