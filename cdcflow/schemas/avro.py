@@ -56,6 +56,42 @@ HEADER_SIZE = 5
 _CACHE_LIMIT = 10_000
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
+#: Integer ranges of the Connect types an Avro int/long carries (``connect.type``): the wire
+#: format is a varint of any length, so corrupt bytes can decode to a value no column holds.
+_INT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
+
+
+class _RangeCheck:
+    """A converter that only checks an integer against its Connect type's range."""
+
+    __slots__ = ("high", "low", "type_name")
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self.low, self.high = _INT_RANGES[type_name]
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, int) and not self.low <= value <= self.high:
+            raise DecodeError(f"expected {self.type_name}, got an integer out of its range")
+        return value
+
+
+_CHECKS = {name: _RangeCheck(name) for name in _INT_RANGES}
+
+
+def _int_check(kind: Any, connect_type: Any = None) -> _RangeCheck | None:
+    """The range check for an Avro ``int``/``long`` (narrowed by ``connect.type``), or None."""
+    if kind not in ("int", "long"):
+        return None
+    name = str(connect_type) if connect_type in _INT_RANGES else _CONNECT_TYPE[str(kind)]
+    return _CHECKS[name]
+
+
 _CONNECT_TYPE = {
     "boolean": "boolean",
     "int": "int32",
@@ -174,7 +210,7 @@ class _Compiler:
         """The converter for values of ``schema`` (None: the wire value is final)."""
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
-                return None
+                return _int_check(schema)
             resolved, space = self.resolve(schema, namespace)
             full, _ = _full_name(resolved, space)
             if full not in self.converters:
@@ -185,7 +221,8 @@ class _Compiler:
             branches = [b for b in schema if b != "null"]
             if len(branches) == 1:
                 return self.converter(branches[0], namespace)
-            if any(self.converter(b, namespace) is not None for b in branches):
+            converters = [self.converter(b, namespace) for b in branches]
+            if any(c is not None and not isinstance(c, _RangeCheck) for c in converters):
                 raise DecodeError(
                     "unions of several types with logical types are not supported "
                     f"({[_type_name(b) for b in branches]})"
@@ -219,7 +256,7 @@ class _Compiler:
             }
         logical, parameters = _logical(schema)
         if logical is None:
-            return None
+            return _int_check(kind, schema.get("connect.type"))
         return converter_for(logical, _CONNECT_TYPE.get(str(kind), str(kind)), parameters)
 
     def _record(self, schema: Mapping[str, Any], namespace: str | None) -> Converter | None:

@@ -300,3 +300,47 @@ def test_decode_step_dead_letters_keep_original_bytes(monkeypatch: pytest.Monkey
     assert "wrong magic byte 7" in result.dead_letters[0].reason
     with pytest.raises(ValueError, match="schema registry"):
         DecodeStep(format="debezium-avro")
+
+
+def _with_field_type(schema: object, field: str, new_type: object) -> object:
+    """``schema`` (an envelope schema) with row field ``field`` of ``before``/``after`` retyped."""
+    text = json.loads(json.dumps(schema))
+    for part in text["fields"]:
+        if part["name"] in ("before", "after"):
+            for branch in part["type"]:
+                if isinstance(branch, dict):
+                    for column in branch["fields"]:
+                        if column["name"] == field:
+                            column["type"] = new_type
+    return text
+
+
+def test_an_avro_int16_out_of_range_is_a_decode_error_naming_the_column() -> None:
+    # int16 columns travel as Avro `int` with connect.type int16: the wire format holds any
+    # 32-bit value, so 40000 must be refused, not stored in a smallint column.
+    decoder, _ = _decoder()
+    image = envelope(1)
+    image["after"]["small"] = 40_000
+    with pytest.raises(DecodeError, match=r"'small'.*int16"):
+        decoder.decode(wire(1, envelope_schema(), image), POS)
+
+
+def test_an_avro_int_whose_varint_exceeds_32_bits_is_a_decode_error() -> None:
+    # Corrupt (or mis-registered) bytes: a long's varint read where the schema says int.
+    decoder, _ = _decoder()
+    image = envelope(1)
+    image["after"]["id"] = 2**40
+    writer_schema = _with_field_type(envelope_schema(), "id", "long")
+    with pytest.raises(DecodeError, match=r"'id'.*int32"):
+        decoder.decode(wire(1, writer_schema, image), POS)
+
+
+def test_avro_ints_in_range_decode_unchanged() -> None:
+    decoder, _ = _decoder()
+    image = envelope(1)
+    image["after"]["small"] = -32_768
+    image["after"]["id"] = 2**31 - 1
+    event = decoder.decode(wire(1, envelope_schema(), image), POS)
+    assert isinstance(event, ChangeEvent)
+    assert event.after is not None
+    assert (event.after["small"], event.after["id"]) == (-32_768, 2**31 - 1)
