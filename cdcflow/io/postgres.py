@@ -1,9 +1,11 @@
 """PostgreSQL (and TimescaleDB): a transactional sink with exactly-once effect, via psycopg 3.
 
 Every batch is written in **one transaction** that also stores the batch's position in
-``<schema>.cdcflow_offsets (pipeline, sink, stream, partition, offset)``. The stored offset is
-read and locked (``SELECT ... FOR UPDATE``) at the start of that transaction and events at or
-below it are skipped, so a replayed batch (after a crash, a retry or a restart from an older
+``<schema>.cdcflow_offsets (pipeline, sink, stream, partition, offset)``. The new offset is
+written, and the row locked, by the first statement of that transaction, on condition that the
+stored offset is the one the writer last saw (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``);
+when it is not, the stored offset is read under the lock and events at or below it are skipped,
+so a replayed batch (after a crash, a retry, a second writer or a restart from an older
 position) changes nothing.
 
 Modes (``mode:``)
@@ -441,17 +443,12 @@ class PostgresWriter(NamespacedTableWriter):
         dead: list[DeadLetter] = []
         try:
             with conn.transaction():
-                committed = self._lock_position(conn, key)
+                committed = self._claim_position(conn, key, batch.last_offset)
                 if batch.last_offset > committed:
                     dead = self._apply(conn, self._new_by_target(batch, committed))
                     if dead and on_rejected is not None:
                         on_rejected(dead)
                         dead = []
-                    conn.execute(
-                        f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '
-                        "WHERE pipeline = %s AND sink = %s AND stream = %s AND partition = %s",
-                        (batch.last_offset, self.pipeline, self.name, key[0], key[1]),
-                    )
                     committed = batch.last_offset
         except BaseException:
             self._tables.clear()
@@ -460,23 +457,51 @@ class PostgresWriter(NamespacedTableWriter):
         self._positions[key] = committed
         return dead
 
-    def _lock_position(self, conn: psycopg.Connection[Any], key: PartitionKey) -> int:
-        """Read and lock the stored offset of ``key`` (creating its row at -1 if missing)."""
+    def _claim_position(self, conn: psycopg.Connection[Any], key: PartitionKey, offset: int) -> int:
+        """Store ``offset`` as ``key``'s position if the stored one is the cached one.
+
+        Returns the offset that was stored before this transaction: events at or below it are
+        already applied. The first statement of the batch's transaction, so the position and
+        the rows commit (or roll back) together.
+
+        The guard against a second writer of the same partition (another process, a replay
+        after a lost commit acknowledgement) is the one ``SELECT ... FOR UPDATE`` gave, in one
+        round trip instead of a read and a write: ``INSERT ... ON CONFLICT DO UPDATE`` locks
+        the stored row (waiting for a concurrent writer's commit, then re-reading its latest
+        version) *before* it evaluates ``WHERE "offset" = <cached>``, and the row stays locked
+        to the end of the transaction even when the ``WHERE`` fails. So either the stored
+        position is the one this writer cached (the common case: it is now ``offset``, and
+        nobody else can move it until we commit), or it moved: then it is read under that
+        lock, and only the events after it are applied (a second ``UPDATE`` stores ``offset``).
+        A row missing although a position is cached (the positions were reset) counts as -1.
+        """
+        expected = self._positions.get(key, -1)
         params = (self.pipeline, self.name, key[0], key[1])
-        select = (
+        row = conn.execute(
+            f'INSERT INTO {self._offsets} AS o (pipeline, sink, stream, partition, "offset") '
+            "VALUES (%s, %s, %s, %s, %s) "
+            'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset" = '
+            'EXCLUDED."offset", updated_at = now() WHERE o."offset" = %s '
+            "RETURNING o.xmax = 0",
+            (*params, offset, expected),
+        ).fetchone()
+        if row is not None:
+            inserted = bool(row[0])
+            return -1 if inserted else expected
+        stored = conn.execute(
             f'SELECT "offset" FROM {self._offsets} WHERE pipeline = %s AND sink = %s '
-            "AND stream = %s AND partition = %s FOR UPDATE"
-        )
-        row = conn.execute(select, params).fetchone()
-        if row is None:
+            "AND stream = %s AND partition = %s",
+            params,
+        ).fetchone()
+        assert stored is not None  # locked by the INSERT above
+        committed = int(stored[0])
+        if offset > committed:
             conn.execute(
-                f'INSERT INTO {self._offsets} (pipeline, sink, stream, partition, "offset") '
-                "VALUES (%s, %s, %s, %s, -1) ON CONFLICT DO NOTHING",
-                params,
+                f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '
+                "WHERE pipeline = %s AND sink = %s AND stream = %s AND partition = %s",
+                (offset, *params),
             )
-            row = conn.execute(select, params).fetchone()
-        assert row is not None
-        return int(row[0])
+        return committed
 
     def _apply(
         self, conn: psycopg.Connection[Any], groups: dict[Target, list[ChangeEvent]]
