@@ -13,7 +13,8 @@ Modes (``mode:``)
     ``d`` deletes, ``t`` truncates (``truncate: apply``) or is ignored (``truncate: ignore``).
     Columns in :attr:`ChangeEvent.unavailable` keep their stored value (NULL for a row the sink
     has never seen). A batch is first collapsed to the net change per key (in event order), the
-    rows are ``COPY``'d into a temporary staging table, then one ``DELETE ... USING`` and one
+    rows are ``COPY``'d into a temporary staging table, then one ``DELETE`` (``WHERE k = ANY(...)``
+    for a one-column key, else ``USING`` a staging table of the keys) and one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set apply them.
     ``append``: a history table; every event is one row holding the row image (``after``, or
     ``before`` for deletes) plus ``_cdc_op``, ``_cdc_stream``, ``_cdc_partition``, ``_cdc_offset``
@@ -645,7 +646,16 @@ class PostgresWriter(NamespacedTableWriter):
             conn.execute(f"TRUNCATE {table.sql_name}")
         deletes: list[Any] = [k for k, row in states.items() if row is None]
         deletes.extend(resets)
-        if deletes:
+        if deletes and len(table.key) == 1 and len({type(k) for k in deletes}) == 1:
+            # One key column: one statement, no staging table. The cast makes PostgreSQL
+            # parse the values as the key column's type, as COPY into the stage would.
+            column = table.key[0]
+            conn.execute(
+                f"DELETE FROM {table.sql_name} WHERE {quote(column)} = "
+                f"ANY(%s::{table.columns[column]}[])",
+                (deletes,),
+            )
+        elif deletes:
             if len(table.key) == 1:
                 deletes = [(k,) for k in deletes]
             stage = self._stage(conn, table, table.key)

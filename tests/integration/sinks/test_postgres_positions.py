@@ -9,12 +9,15 @@ the positions table still apply every event exactly once.
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
 from cdcflow.io.postgres import PostgresWriter
+from cdcflow.schemas.model import TableId
 from tests.integration.sinks.events import FAST_RETRY, batch, event, order_row
 
 pytestmark = pytest.mark.integration
@@ -124,3 +127,40 @@ def test_a_reset_positions_table_applies_the_batch_again(pg_database: str) -> No
         w.close()
     assert rows(pg_database, "SELECT id, qty FROM orders ORDER BY id") == [(1, 1), (2, 2)]
     assert rows(pg_database, 'SELECT "offset" FROM cdcflow_offsets') == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("sql_type", "keys"),
+    [
+        ("integer", [1, 2, 3]),
+        ("text", ["a", "b'c", 'd"e']),
+        ("uuid", [str(uuid.UUID(int=n)) for n in (1, 2, 3)]),  # as Debezium sends them
+        ("character varying(8)", ["x", "y", "z"]),
+    ],
+)
+def test_one_column_deletes(pg_database: str, sql_type: str, keys: list[Any]) -> None:
+    table = TableId("shop", "public", "things")
+    with psycopg.connect(pg_database) as admin:
+        admin.execute(f"CREATE TABLE things (k {sql_type} PRIMARY KEY, v text)")
+
+    def change(op: str, offset: int, key: Any, **kw: Any) -> Any:
+        e = event(op, offset, None, table=table, schema=None, **kw)
+        return msgspec.structs.replace(e, key={"k": key})
+
+    w = writer(pg_database)
+    try:
+        creates = [change("c", n, k, after={"k": k, "v": str(n)}) for n, k in enumerate(keys)]
+        assert w.write(batch(creates)) == []
+        deleted = w.write(
+            batch(
+                [
+                    change("d", 10, keys[0], before={"k": keys[0], "v": "0"}),
+                    change("d", 11, keys[2], before={"k": keys[2]}),
+                    change("d", 12, keys[2], before={"k": keys[2]}),  # twice in one batch
+                ]
+            )
+        )
+        assert deleted == []
+    finally:
+        w.close()
+    assert rows(pg_database, "SELECT k::text, v FROM things") == [(str(keys[1]), "1")]
