@@ -13,7 +13,8 @@ Modes (``mode:``)
     ``d`` deletes, ``t`` truncates (``truncate: apply``) or is ignored (``truncate: ignore``).
     Columns in :attr:`ChangeEvent.unavailable` keep their stored value (NULL for a row the sink
     has never seen). A batch is first collapsed to the net change per key (in event order), the
-    rows are ``COPY``'d into a temporary staging table, then one ``DELETE`` (``WHERE k = ANY(...)``
+    rows are ``COPY``'d (binary where every value binds exactly, else text:
+    :func:`~cdcflow.io.pg_types.binary_copy_types`) into a temporary staging table, then one ``DELETE`` (``WHERE k = ANY(...)``
     for a one-column key, else ``USING`` a staging table of the keys) and one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set apply them.
     ``append``: a history table; every event is one row holding the row image (``after``, or
@@ -54,7 +55,7 @@ from pydantic import Field, SecretStr
 
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler
-from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
+from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
 from cdcflow.io.sink_common import (
     NamespacedTableWriter,
@@ -659,7 +660,7 @@ class PostgresWriter(NamespacedTableWriter):
             if len(table.key) == 1:
                 deletes = [(k,) for k in deletes]
             stage = self._stage(conn, table, table.key)
-            self._copy(conn, stage, table.key, deletes)
+            self._copy(conn, stage, table.key, deletes, [table.columns[c] for c in table.key])
             conn.execute(delete_sql(table.sql_name, stage, table.key))
         full = tuple(table.columns)
         width = len(full)
@@ -677,7 +678,7 @@ class PostgresWriter(NamespacedTableWriter):
             if not values:
                 continue
             stage = self._stage(conn, table, columns)
-            self._copy(conn, stage, columns, values)
+            self._copy(conn, stage, columns, values, [table.columns[c] for c in columns])
             conn.execute(upsert_sql(table.sql_name, stage, columns, table.key))
 
     def _upsert_slow(
@@ -768,7 +769,9 @@ class PostgresWriter(NamespacedTableWriter):
         try:
             with conn.transaction():
                 for columns, values in by_columns.items():
-                    self._copy(conn, table.sql_name, columns, values)
+                    self._copy(
+                        conn, table.sql_name, columns, values, [table.columns[c] for c in columns]
+                    )
         except Exception as exc:
             if not _is_row_error(exc):
                 raise
@@ -883,11 +886,24 @@ class PostgresWriter(NamespacedTableWriter):
         conn: psycopg.Connection[Any],
         target: str,
         columns: Sequence[str],
-        rows: Iterable[Sequence[Any]],
+        rows: Sequence[Sequence[Any]],
+        sql_types: Sequence[str],
     ) -> None:
+        """``COPY`` ``rows`` into ``columns`` of ``target`` (whose types are ``sql_types``).
+
+        Binary when every column and value can be bound exactly (:func:`binary_copy_types`),
+        else text (the server parses each value into the column's type).
+        """
         column_sql = ", ".join(quote(c) for c in columns)
+        binary = binary_copy_types(sql_types, rows)
         with conn.cursor() as cursor:
-            with cursor.copy(f"COPY {target} ({column_sql}) FROM STDIN") as copy:
+            if binary is None:
+                statement = f"COPY {target} ({column_sql}) FROM STDIN"
+            else:
+                statement = f"COPY {target} ({column_sql}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(statement) as copy:
+                if binary is not None:
+                    copy.set_types(binary)
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)
