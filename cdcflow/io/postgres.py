@@ -14,9 +14,10 @@ Modes (``mode:``)
     Columns in :attr:`ChangeEvent.unavailable` keep their stored value (NULL for a row the sink
     has never seen). A batch is first collapsed to the net change per key (in event order), the
     rows are ``COPY``'d (binary where every value binds exactly, else text:
-    :func:`~cdcflow.io.pg_types.binary_copy_types`) into a temporary staging table, then one ``DELETE`` (``WHERE k = ANY(...)``
-    for a one-column key, else ``USING`` a staging table of the keys) and one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set apply them.
+    :func:`~cdcflow.io.pg_types.binary_copy_types`) into a temporary staging table, then one
+    ``DELETE`` (``WHERE k = ANY(...)`` for a one-column key, else ``USING`` a staging table of
+    the keys) and one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set
+    apply them.
     ``append``: a history table; every event is one row holding the row image (``after``, or
     ``before`` for deletes) plus ``_cdc_op``, ``_cdc_stream``, ``_cdc_partition``, ``_cdc_offset``
     and ``_cdc_source_ts`` (the source's commit time). Truncates add a ``t`` row (``apply``).
