@@ -40,6 +40,8 @@ struct, array, map, geometry                      jsonb
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -154,3 +156,66 @@ def copy_value(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"cannot write a {type(value).__name__} value to PostgreSQL")
+
+
+#: Column types (``format_type`` without modifiers) that ``COPY`` sends in binary: the psycopg
+#: type whose binary dumper writes them and the Python types a value may have. A value of any
+#: other type, an ``int`` outside the column's range or a datetime/time whose time zone does
+#: not match the column makes the whole ``COPY`` use text (:func:`binary_copy_types`): the
+#: binary dumpers would otherwise accept it and write something else (an ``int`` too large for
+#: ``integer`` wraps; ``True`` becomes 1, where text ``COPY`` rejects both with an SQLSTATE that
+#: sends the row to the dead letters).
+_BINARY: dict[str, tuple[str, frozenset[type]]] = {
+    "smallint": ("int2", frozenset({int})),
+    "integer": ("int4", frozenset({int})),
+    "bigint": ("int8", frozenset({int})),
+    "numeric": ("numeric", frozenset({Decimal, int})),
+    "double precision": ("float8", frozenset({float})),
+    "boolean": ("bool", frozenset({bool})),
+    "text": ("text", frozenset({str})),
+    "character varying": ("text", frozenset({str})),
+    "character": ("text", frozenset({str})),
+    "bytea": ("bytea", frozenset({bytes})),
+    "date": ("date", frozenset({dt.date})),
+    "timestamp without time zone": ("timestamp", frozenset({dt.datetime})),
+    "timestamp with time zone": ("timestamptz", frozenset({dt.datetime})),
+    "time without time zone": ("time", frozenset({dt.time})),
+}
+_INT_RANGE = {"int2": 2**15, "int4": 2**31, "int8": 2**63}
+#: Whether values must be naive (False) or aware (True), per psycopg type.
+_ZONED = {"timestamp": False, "timestamptz": True, "time": False}
+_MODIFIER = re.compile(r"\(\d+(?:,\d+)?\)")
+_NONE_TYPE = type(None)
+
+
+def binary_copy_types(sql_types: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str] | None:
+    """The psycopg type names for a binary ``COPY`` of ``rows``, or None to use text.
+
+    ``sql_types`` are the target columns' types as ``format_type`` spells them (modifiers such
+    as ``numeric(10,2)`` or ``character varying(20)`` are applied by the server in binary as
+    in text). None when a column's type has no binary mapping here (jsonb, uuid, interval,
+    real, timetz, arrays...) or a value does not have exactly the Python type the mapping
+    binds (see :data:`_BINARY`): then the rows go as text and the server parses them, as
+    before. NULLs go either way.
+    """
+    names: list[str] = []
+    for index, sql_type in enumerate(sql_types):
+        spec = _BINARY.get(_MODIFIER.sub("", sql_type))
+        if spec is None:
+            return None
+        name, accepted = spec
+        column = [row[index] for row in rows]
+        kinds = set(map(type, column))
+        kinds.discard(_NONE_TYPE)
+        if not kinds <= accepted:
+            return None
+        bound = _INT_RANGE.get(name)
+        zoned = _ZONED.get(name)
+        if kinds and (bound is not None or zoned is not None):
+            values = [v for v in column if v is not None]
+            if bound is not None and not (-bound <= min(values) and max(values) < bound):
+                return None
+            if zoned is not None and any((v.tzinfo is not None) is not zoned for v in values):
+                return None
+        names.append(name)
+    return names

@@ -1,9 +1,11 @@
 """PostgreSQL (and TimescaleDB): a transactional sink with exactly-once effect, via psycopg 3.
 
 Every batch is written in **one transaction** that also stores the batch's position in
-``<schema>.cdcflow_offsets (pipeline, sink, stream, partition, offset)``. The stored offset is
-read and locked (``SELECT ... FOR UPDATE``) at the start of that transaction and events at or
-below it are skipped, so a replayed batch (after a crash, a retry or a restart from an older
+``<schema>.cdcflow_offsets (pipeline, sink, stream, partition, offset)``. The new offset is
+written, and the row locked, by the first statement of that transaction, on condition that the
+stored offset is the one the writer last saw (``INSERT ... ON CONFLICT DO UPDATE ... WHERE``);
+when it is not, the stored offset is read under the lock and events at or below it are skipped,
+so a replayed batch (after a crash, a retry, a second writer or a restart from an older
 position) changes nothing.
 
 Modes (``mode:``)
@@ -11,8 +13,11 @@ Modes (``mode:``)
     ``d`` deletes, ``t`` truncates (``truncate: apply``) or is ignored (``truncate: ignore``).
     Columns in :attr:`ChangeEvent.unavailable` keep their stored value (NULL for a row the sink
     has never seen). A batch is first collapsed to the net change per key (in event order), the
-    rows are ``COPY``'d into a temporary staging table, then one ``DELETE ... USING`` and one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set apply them.
+    rows are ``COPY``'d (binary where every value binds exactly, else text:
+    :func:`~cdcflow.io.pg_types.binary_copy_types`) into a temporary staging table, then one
+    ``DELETE`` (``WHERE k = ANY(...)`` for a one-column key, else ``USING`` a staging table of
+    the keys) and one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per distinct column set
+    apply them.
     ``append``: a history table; every event is one row holding the row image (``after``, or
     ``before`` for deletes) plus ``_cdc_op``, ``_cdc_stream``, ``_cdc_partition``, ``_cdc_offset``
     and ``_cdc_source_ts`` (the source's commit time). Truncates add a ``t`` row (``apply``).
@@ -51,7 +56,7 @@ from pydantic import Field, SecretStr
 
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler
-from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
+from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
 from cdcflow.io.sink_common import (
     NamespacedTableWriter,
@@ -441,17 +446,12 @@ class PostgresWriter(NamespacedTableWriter):
         dead: list[DeadLetter] = []
         try:
             with conn.transaction():
-                committed = self._lock_position(conn, key)
+                committed = self._claim_position(conn, key, batch.last_offset)
                 if batch.last_offset > committed:
                     dead = self._apply(conn, self._new_by_target(batch, committed))
                     if dead and on_rejected is not None:
                         on_rejected(dead)
                         dead = []
-                    conn.execute(
-                        f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '
-                        "WHERE pipeline = %s AND sink = %s AND stream = %s AND partition = %s",
-                        (batch.last_offset, self.pipeline, self.name, key[0], key[1]),
-                    )
                     committed = batch.last_offset
         except BaseException:
             self._tables.clear()
@@ -460,23 +460,51 @@ class PostgresWriter(NamespacedTableWriter):
         self._positions[key] = committed
         return dead
 
-    def _lock_position(self, conn: psycopg.Connection[Any], key: PartitionKey) -> int:
-        """Read and lock the stored offset of ``key`` (creating its row at -1 if missing)."""
+    def _claim_position(self, conn: psycopg.Connection[Any], key: PartitionKey, offset: int) -> int:
+        """Store ``offset`` as ``key``'s position if the stored one is the cached one.
+
+        Returns the offset that was stored before this transaction: events at or below it are
+        already applied. The first statement of the batch's transaction, so the position and
+        the rows commit (or roll back) together.
+
+        The guard against a second writer of the same partition (another process, a replay
+        after a lost commit acknowledgement) is the one ``SELECT ... FOR UPDATE`` gave, in one
+        round trip instead of a read and a write: ``INSERT ... ON CONFLICT DO UPDATE`` locks
+        the stored row (waiting for a concurrent writer's commit, then re-reading its latest
+        version) *before* it evaluates ``WHERE "offset" = <cached>``, and the row stays locked
+        to the end of the transaction even when the ``WHERE`` fails. So either the stored
+        position is the one this writer cached (the common case: it is now ``offset``, and
+        nobody else can move it until we commit), or it moved: then it is read under that
+        lock, and only the events after it are applied (a second ``UPDATE`` stores ``offset``).
+        A row missing although a position is cached (the positions were reset) counts as -1.
+        """
+        expected = self._positions.get(key, -1)
         params = (self.pipeline, self.name, key[0], key[1])
-        select = (
+        row = conn.execute(
+            f'INSERT INTO {self._offsets} AS o (pipeline, sink, stream, partition, "offset") '
+            "VALUES (%s, %s, %s, %s, %s) "
+            'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset" = '
+            'EXCLUDED."offset", updated_at = now() WHERE o."offset" = %s '
+            "RETURNING o.xmax = 0",
+            (*params, offset, expected),
+        ).fetchone()
+        if row is not None:
+            inserted = bool(row[0])
+            return -1 if inserted else expected
+        stored = conn.execute(
             f'SELECT "offset" FROM {self._offsets} WHERE pipeline = %s AND sink = %s '
-            "AND stream = %s AND partition = %s FOR UPDATE"
-        )
-        row = conn.execute(select, params).fetchone()
-        if row is None:
+            "AND stream = %s AND partition = %s",
+            params,
+        ).fetchone()
+        assert stored is not None  # locked by the INSERT above
+        committed = int(stored[0])
+        if offset > committed:
             conn.execute(
-                f'INSERT INTO {self._offsets} (pipeline, sink, stream, partition, "offset") '
-                "VALUES (%s, %s, %s, %s, -1) ON CONFLICT DO NOTHING",
-                params,
+                f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '
+                "WHERE pipeline = %s AND sink = %s AND stream = %s AND partition = %s",
+                (offset, *params),
             )
-            row = conn.execute(select, params).fetchone()
-        assert row is not None
-        return int(row[0])
+        return committed
 
     def _apply(
         self, conn: psycopg.Connection[Any], groups: dict[Target, list[ChangeEvent]]
@@ -620,11 +648,20 @@ class PostgresWriter(NamespacedTableWriter):
             conn.execute(f"TRUNCATE {table.sql_name}")
         deletes: list[Any] = [k for k, row in states.items() if row is None]
         deletes.extend(resets)
-        if deletes:
+        if deletes and len(table.key) == 1 and len({type(k) for k in deletes}) == 1:
+            # One key column: one statement, no staging table. The cast makes PostgreSQL
+            # parse the values as the key column's type, as COPY into the stage would.
+            column = table.key[0]
+            conn.execute(
+                f"DELETE FROM {table.sql_name} WHERE {quote(column)} = "
+                f"ANY(%s::{table.columns[column]}[])",
+                (deletes,),
+            )
+        elif deletes:
             if len(table.key) == 1:
                 deletes = [(k,) for k in deletes]
             stage = self._stage(conn, table, table.key)
-            self._copy(conn, stage, table.key, deletes)
+            self._copy(conn, stage, table.key, deletes, [table.columns[c] for c in table.key])
             conn.execute(delete_sql(table.sql_name, stage, table.key))
         full = tuple(table.columns)
         width = len(full)
@@ -642,7 +679,7 @@ class PostgresWriter(NamespacedTableWriter):
             if not values:
                 continue
             stage = self._stage(conn, table, columns)
-            self._copy(conn, stage, columns, values)
+            self._copy(conn, stage, columns, values, [table.columns[c] for c in columns])
             conn.execute(upsert_sql(table.sql_name, stage, columns, table.key))
 
     def _upsert_slow(
@@ -733,7 +770,9 @@ class PostgresWriter(NamespacedTableWriter):
         try:
             with conn.transaction():
                 for columns, values in by_columns.items():
-                    self._copy(conn, table.sql_name, columns, values)
+                    self._copy(
+                        conn, table.sql_name, columns, values, [table.columns[c] for c in columns]
+                    )
         except Exception as exc:
             if not _is_row_error(exc):
                 raise
@@ -848,11 +887,24 @@ class PostgresWriter(NamespacedTableWriter):
         conn: psycopg.Connection[Any],
         target: str,
         columns: Sequence[str],
-        rows: Iterable[Sequence[Any]],
+        rows: Sequence[Sequence[Any]],
+        sql_types: Sequence[str],
     ) -> None:
+        """``COPY`` ``rows`` into ``columns`` of ``target`` (whose types are ``sql_types``).
+
+        Binary when every column and value can be bound exactly (:func:`binary_copy_types`),
+        else text (the server parses each value into the column's type).
+        """
         column_sql = ", ".join(quote(c) for c in columns)
+        binary = binary_copy_types(sql_types, rows)
         with conn.cursor() as cursor:
-            with cursor.copy(f"COPY {target} ({column_sql}) FROM STDIN") as copy:
+            if binary is None:
+                statement = f"COPY {target} ({column_sql}) FROM STDIN"
+            else:
+                statement = f"COPY {target} ({column_sql}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(statement) as copy:
+                if binary is not None:
+                    copy.set_types(binary)
                 write_row = copy.write_row
                 for row in rows:
                     write_row(row)

@@ -54,7 +54,38 @@ def _fail_runtime(error: BaseException | str) -> NoReturn:
 
 
 class _Main(click.Group):
-    """The command group, ending every command's unexpected exceptions with one error line."""
+    """The command group, ending every command's unexpected exceptions with one error line.
+
+    The commands in :data:`LAZY_COMMANDS` are imported only when they are looked up to run
+    (or for their own ``--help``); ``cdcflow --help`` lists them from :data:`LAZY_SHORT_HELP`.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, the lazy ones included (sorted, as click lists them)."""
+        return sorted({*self.commands, *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command ``cmd_name``, importing its module if it is a lazy one."""
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            command = _load_command(cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``--help``, without importing the lazy commands."""
+        rows: list[tuple[str, str]] = []
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        for name in names:
+            command = self.commands.get(name)
+            if command is None:
+                stand_in = click.Command(name, help=LAZY_SHORT_HELP[name])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; ConfigError -> exit 2, other errors -> one ``error:`` line, exit 1."""
@@ -410,21 +441,35 @@ def _is_regular_file(handle: IO[bytes]) -> bool:
         return False
 
 
-def _register_flink_commands() -> None:
-    from cdcflow.pipelines.flink_cli import register
+#: Commands defined in other modules, imported only when the command is looked up: ``--help``,
+#: ``validate`` and ``decode`` must not pay for (or need) the Flink CLI, PyFlink or Beam.
+#: ``status`` (``status_cli``) serves pipeline files and Flink job ids both (the Flink part is
+#: the same command, invoked for a job id), so the Flink module's own ``status`` is not listed.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "cancel": ("cdcflow.pipelines.flink_cli", "cancel"),
+    "jobs": ("cdcflow.pipelines.flink_cli", "jobs"),
+    "produce": ("cdcflow.pipelines.produce_cli", "produce"),
+    "status": ("cdcflow.pipelines.status_cli", "status"),
+    "submit": ("cdcflow.pipelines.flink_cli", "submit"),
+}
 
-    register(main)
+#: One-line help of the lazy commands for ``cdcflow --help`` (which then imports none of them);
+#: tests/unit/test_cli_lazy.py checks each line is the command's own short help.
+LAZY_SHORT_HELP: dict[str, str] = {
+    "cancel": "Cancel JOB_ID on the Flink cluster, optionally after a savepoint (printed).",
+    "jobs": "List the jobs of the Flink cluster at --flink-master with their state.",
+    "produce": "Send each line of INPUT_FILE (default: stdin) to a Kafka topic as one message.",
+    "status": "Show where PIPELINE.yaml's sinks stand, or a Flink job's state.",
+    "submit": "Validate PIPELINE_FILE, then submit it to the Flink cluster and print the job id.",
+}
 
 
-def _register_tool_commands() -> None:
-    from cdcflow.pipelines.produce_cli import produce
-    from cdcflow.pipelines.status_cli import status
+def _load_command(name: str) -> click.Command:
+    """Import the module of lazy command ``name`` and return the command."""
+    import importlib
 
-    main.add_command(produce)
-    # Replaces the Flink-only `status` registered above: it serves pipeline files and Flink
-    # job ids both (the Flink part is the same command, invoked for a job id).
-    main.add_command(status)
-
-
-_register_flink_commands()
-_register_tool_commands()
+    module_name, attribute = LAZY_COMMANDS[name]
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):  # pragma: no cover - a wiring mistake
+        raise TypeError(f"{module_name}.{attribute} is not a click command")
+    return command
