@@ -22,6 +22,7 @@ from cdcflow.transforms.redact.detectors import (
     build_detectors,
     find_all,
     iban_valid,
+    luhn_valid,
 )
 from tests.unit.test_redact_properties import card_numbers, luhn_complete, phone_numbers
 
@@ -227,7 +228,16 @@ def test_precise_detectors_leave_look_alikes_alone(
     parts: list[str], separator: str, name: DetectorName
 ) -> None:
     text = separator.join(parts)
-    assert found(text, [name]) == [], (name, text)
+    hits = found(text, [name])
+    if name == "card":
+        # Look-alike digit groups joined together can form a genuine card-shaped number
+        # (13-19 digits passing Luhn, about one run in ten): flagging that is correct. The
+        # detector must flag nothing else.
+        for hit in hits:
+            digits = "".join(c for c in hit if c.isdigit())
+            assert 13 <= len(digits) <= 19 and luhn_valid(digits), (name, text, hit)
+        return
+    assert hits == [], (name, text)
 
 
 def test_a_luhn_invalid_card_next_to_a_valid_one_is_kept() -> None:
