@@ -1,4 +1,8 @@
-"""Base classes for the config models that build components, and the build context."""
+"""Base classes for the config models that build components, and the build context.
+
+Part of the core contract (ARCHITECTURE §1): ``io`` and ``transforms`` build their components
+on these classes, so it lives beside ``errors`` and imports nothing above it.
+"""
 
 from __future__ import annotations
 

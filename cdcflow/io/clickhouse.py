@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.ch_types import (
@@ -65,7 +66,6 @@ from cdcflow.io.sink_common import (
     no_key_reason,
     row_count_line,
 )
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:

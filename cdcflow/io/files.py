@@ -20,9 +20,9 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
+from cdcflow.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.errors import SinkError
 from cdcflow.io.base import DeadLetterWriter, Source
-from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, Position, RawBatch, RawRecord
 from cdcflow.scrub import scrub

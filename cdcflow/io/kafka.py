@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.errors import (
     CdcflowError,
     ConfigError,
@@ -54,7 +55,6 @@ from cdcflow.io import kafka_logs
 from cdcflow.io.base import PartitionKey, Source
 from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.io.schema_registry import SchemaRegistryConfig
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import Position, RawBatch, RawRecord, TableId
 
 if TYPE_CHECKING:

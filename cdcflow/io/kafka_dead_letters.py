@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.errors import ConfigError, SinkError, missing_extra
 from cdcflow.io.base import DeadLetterWriter
 from cdcflow.io.kafka import ConfigValue, checked_client_config, client_log, client_settings
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
 from cdcflow.scrub import scrub

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.io.base import RejectHandler, Writer
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import DeadLetter, EventBatch
 
 

@@ -54,6 +54,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
@@ -67,7 +68,6 @@ from cdcflow.io.sink_common import (
     no_key_reason,
     row_count_line,
 )
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:

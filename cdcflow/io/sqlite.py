@@ -30,10 +30,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from cdcflow.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.errors import SinkError
 from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
-from cdcflow.pipelines.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
 

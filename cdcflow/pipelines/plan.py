@@ -21,11 +21,11 @@ from typing import Any
 
 import msgspec
 
+from cdcflow.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines import table_match
-from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.pipelines.config import Loc, PipelineConfig
 from cdcflow.transforms.redact.dead_letters import protect_dead_letters
 

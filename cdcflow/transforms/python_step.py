@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.transforms.base import Step
 
 _TARGET = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"

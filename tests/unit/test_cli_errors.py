@@ -30,7 +30,7 @@ PLUGIN = '''
 from typing import Literal
 
 from cdcflow.io.base import Writer
-from cdcflow.pipelines.components import ComponentConfig
+from cdcflow.components import ComponentConfig
 
 
 class BoomWriter(Writer):

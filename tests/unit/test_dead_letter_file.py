@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from cdcflow.components import BuildContext
 from cdcflow.errors import SinkError
 from cdcflow.io import files
 from cdcflow.io.files import DeadLetterFileConfig, DeadLetterFileWriter
-from cdcflow.pipelines.components import BuildContext
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, Op, Position, TableId
 from cdcflow.transforms.base import event_dead_letter, raw_dead_letter
 

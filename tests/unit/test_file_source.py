@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cdcflow.components import BuildContext, ComponentError
 from cdcflow.io.files import FileSource, FileSourceConfig
-from cdcflow.pipelines.components import BuildContext, ComponentError
 from cdcflow.schemas.model import Position, RawBatch
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from cdcflow.components import BuildContext
 from cdcflow.errors import ConfigError
 from cdcflow.io.kafka import KafkaSourceConfig, parse_start, redacted
 from cdcflow.io.kafka_dead_letters import DeadLetterKafkaConfig
-from cdcflow.pipelines.components import BuildContext
 from cdcflow.pipelines.config import parse_pipeline
 
 CONTEXT = BuildContext(pipeline="shop-cdc", base_dir=Path("/tmp"))

@@ -7,13 +7,13 @@ from typing import Any, Literal
 
 import pytest
 
+from cdcflow.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.errors import ConfigError
 from cdcflow.io.base import PartitionKey
 from cdcflow.io.files import DeadLetterFileWriter, FileSource
 from cdcflow.io.null import NullWriter
 from cdcflow.io.sqlite import SqliteWriter
 from cdcflow.pipelines import registry
-from cdcflow.pipelines.components import BuildContext, ComponentConfig, ComponentError
 from cdcflow.pipelines.config import load_pipeline
 from cdcflow.pipelines.plan import (
     ResumePoints,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from cdcflow.components import BuildContext
 from cdcflow.errors import ConfigError
-from cdcflow.pipelines.components import BuildContext
 from cdcflow.pipelines.config import PipelineConfig, parse_pipeline
 from cdcflow.pipelines.plan import plan_pipeline
 from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId

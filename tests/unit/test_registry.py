@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 import pytest
 
+from cdcflow.components import BuildContext, ComponentConfig
 from cdcflow.errors import ConfigError
 from cdcflow.io.files import FileSourceConfig
 from cdcflow.io.sqlite import SqliteSinkConfig
 from cdcflow.pipelines import registry
-from cdcflow.pipelines.components import BuildContext, ComponentConfig
 from cdcflow.pipelines.config import parse_pipeline
 
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from cdcflow.components import BuildContext
 from cdcflow.errors import SinkError
 from cdcflow.io.sqlite import SqliteSinkConfig, SqliteWriter, sqlite_value
-from cdcflow.pipelines.components import BuildContext
 from cdcflow.schemas.model import (
     ChangeEvent,
     Column,

@@ -40,7 +40,7 @@ from pydantic import (
     model_validator,
 )
 
-from cdcflow.pipelines.components import BuildContext, ComponentConfig, check_table_patterns
+from cdcflow.components import BuildContext, ComponentConfig, check_table_patterns
 from cdcflow.transforms.redact.detectors import ALL_DETECTORS, DetectorName
 from cdcflow.transforms.redact.strategies import (
     KEY_SAFE,

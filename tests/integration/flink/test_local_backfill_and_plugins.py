@@ -151,7 +151,7 @@ def editable_plugin(
 
             import msgspec
 
-            from cdcflow.pipelines.components import BuildContext, ComponentConfig
+            from cdcflow.components import BuildContext, ComponentConfig
             from cdcflow.transforms.base import Step, StepResult
 
 
