@@ -48,6 +48,7 @@ quickstart: $(VENV)/.installed
 test: $(VENV)/.installed-dev $(FLINK_VENV)/.installed
 	$(BIN)/ruff check cdcflow tests benchmarks
 	$(BIN)/mypy cdcflow
+	$(BIN)/lint-imports
 	scripts/install-system-deps.sh
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
 
@@ -57,6 +58,7 @@ unit: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check cdcflow tests benchmarks
 	$(BIN)/mypy cdcflow
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/decode_throughput.py

@@ -37,7 +37,7 @@ setup(
         # The Flink engine: its own environment, never with the beam extra (Beam <= 2.61 pin).
         "flink": ["apache-flink==2.3.0"],
     },
-    entry_points={"console_scripts": ["cdcflow=cdcflow.pipelines.cli:main"]},
+    entry_points={"console_scripts": ["cdcflow=cdcflow.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.11",
         "Topic :: Database",

@@ -294,7 +294,7 @@ def run_once(
     else:
         path = pipeline_file(ctx["work"], f"cdcflow-{index}", ctx["bootstrap"], dsn, args.batch)
         argv = [
-            sys.executable, "-c", "from cdcflow.pipelines.cli import main; main()",
+            sys.executable, "-c", "from cdcflow.cli.app import main; main()",
             "run", str(path), "--until-caught-up",
         ]  # fmt: skip
         if index < 0:  # the profiled run

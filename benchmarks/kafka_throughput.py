@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 import yaml  # noqa: E402
 from harness import Stopwatch, peak_rss_mb  # noqa: E402
 
-from cdcflow.pipelines.beam_runner import run as run_pipeline  # noqa: E402
+from cdcflow.beam.runner import run as run_pipeline  # noqa: E402
 from cdcflow.pipelines.config import load_pipeline  # noqa: E402
 from tests.servers.tansu import create_topic, produce, start_broker  # noqa: E402
 

@@ -204,7 +204,7 @@ def _compare(args: argparse.Namespace, work: Path, bootstrap: str, pg: PostgresS
         [
             sys.executable,
             "-c",
-            "from cdcflow.pipelines.cli import main; main()",
+            "from cdcflow.cli.app import main; main()",
             "run",
             str(pipeline),
             "--until-caught-up",

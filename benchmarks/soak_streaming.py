@@ -212,7 +212,7 @@ def main() -> int:
         producer.start()
         log = (work / "cdcflow.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-c", "from cdcflow.pipelines.cli import main; main()",
+            [sys.executable, "-c", "from cdcflow.cli.app import main; main()",
              "--log-level", "info", "run", str(_pipeline(work, bootstrap, dsn))],
             stdout=subprocess.PIPE, stderr=log, text=True, cwd=REPO, env=env,
         )

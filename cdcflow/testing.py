@@ -7,7 +7,7 @@ Use them to test a custom step or a hand-written Beam pipeline without servers::
     ...
     assert writer.rows("shop.public.orders") == [{"id": 1, ...}]
 
-They follow the contracts of :mod:`cdcflow.io.base`: :class:`MemoryWriter` keeps positions
+They follow the contracts of :mod:`cdcflow.core.writer`: :class:`MemoryWriter` keeps positions
 (``keeps_positions``) atomically with its rows, skips replayed events, keeps unavailable
 (TOAST) columns' stored values, applies deletes and truncates, and reports rejected rows
 (events without a key) through ``on_rejected`` before it commits the position.
@@ -20,8 +20,10 @@ import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
+from cdcflow.core.source import PartitionKey, Source
+from cdcflow.core.step import event_dead_letter
+from cdcflow.core.writer import DeadLetterWriter, RejectHandler, Writer
 from cdcflow.errors import RowRejectedError, SinkError, TransientSinkError
-from cdcflow.io.base import DeadLetterWriter, PartitionKey, RejectHandler, Source, Writer
 from cdcflow.schemas.model import (
     ChangeEvent,
     DeadLetter,
@@ -31,7 +33,6 @@ from cdcflow.schemas.model import (
     RawBatch,
     RawRecord,
 )
-from cdcflow.transforms.base import event_dead_letter
 
 __all__ = [
     "FaultyWriter",

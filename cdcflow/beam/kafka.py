@@ -11,7 +11,7 @@ Element and restriction
 Commit order
     Offsets are committed to the consumer group by bundle finalization: the callback runs only
     after the runner has finished the bundle. The pipeline keeps read, decode, transforms and
-    every sink in one fused stage (:mod:`cdcflow.pipelines.beam_runner`), so a finished bundle
+    every sink in one fused stage (:mod:`cdcflow.beam.runner`), so a finished bundle
     means every sink has written its batches. Each ``process`` call reads for at most
     ``bundle_seconds`` (or until the partition is idle) and then checkpoints, which ends the
     bundle and lets the commit happen.
@@ -78,7 +78,7 @@ def end_epoch() -> None:
     """End the current run like a stop request, without stopping the pipeline for good.
 
     The streaming runner restarts the pipeline in a fresh runner afterwards (see
-    :mod:`cdcflow.pipelines.beam_runner`).
+    :mod:`cdcflow.beam.runner`).
     """
     _EPOCH_OVER.set()
 

@@ -15,7 +15,8 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
+from cdcflow.core.source import PartitionKey, Source
+from cdcflow.core.writer import DeadLetterWriter, Writer
 from cdcflow.metrics import Counters, flat_name
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from cdcflow.io.base import DeadLetterWriter, Writer
+from cdcflow.core.writer import DeadLetterWriter, Writer
 from cdcflow.metrics import Counters as StepCounters
 from cdcflow.metrics import Labels
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
@@ -79,7 +79,7 @@ class BatchProcessor:
     """Decode, transform and write batches (see the module docstring).
 
     ``decode`` and ``steps`` follow the step contract (``setup``/``process``/``teardown``);
-    ``writers`` the :class:`~cdcflow.io.base.Writer` contract. Call :meth:`open` on the worker
+    ``writers`` the :class:`~cdcflow.core.writer.Writer` contract. Call :meth:`open` on the worker
     before the first batch and :meth:`close` at the end.
     """
 

@@ -18,8 +18,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cdcflow.core.source import PartitionKey
 from cdcflow.errors import ConfigError
-from cdcflow.io.base import PartitionKey
 
 
 @dataclass

@@ -45,9 +45,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, SinkConfig
+from cdcflow.core.source import PartitionKey
+from cdcflow.core.writer import RejectHandler
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
-from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.ch_types import (
     ConvertColumn,
     ch_type,
@@ -575,7 +576,7 @@ def _fails(convert: Callable[[Any], Any], value: Any) -> bool:
     return False
 
 
-class ClickHouseSinkConfig(ComponentConfig):
+class ClickHouseSinkConfig(SinkConfig):
     """``type: clickhouse`` — ReplacingMergeTree tables with a version and a deleted flag.
 
     ``dsn`` is ``clickhouse://user:password@host:9000/database`` (native protocol; kept secret).

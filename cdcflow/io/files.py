@@ -20,13 +20,19 @@ from typing import Any, Literal
 import msgspec
 from pydantic import Field, field_validator
 
-from cdcflow.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.core.components import (
+    BuildContext,
+    ComponentError,
+    DeadLetterConfig,
+    DecodeSpec,
+    SourceConfig,
+)
+from cdcflow.core.source import Source
+from cdcflow.core.writer import DeadLetterWriter
 from cdcflow.errors import SinkError
-from cdcflow.io.base import DeadLetterWriter, Source
 from cdcflow.schemas.canonical import dead_letter_dict, dumps
 from cdcflow.schemas.model import DeadLetter, Position, RawBatch, RawRecord
 from cdcflow.scrub import scrub
-from cdcflow.transforms.decode import DecodeStep
 
 
 class FileSource(Source):
@@ -108,7 +114,7 @@ class FileSource(Source):
         ]
 
 
-class FileSourceConfig(ComponentConfig):
+class FileSourceConfig(SourceConfig):
     """``type: file`` — JSON-lines files of Debezium messages.
 
     ``path`` is a file or a glob, relative to the pipeline file. ``key_columns`` maps table
@@ -147,9 +153,9 @@ class FileSourceConfig(ComponentConfig):
             )
         return FileSource(matches, key_separator=self.key_separator, batch_size=self.batch_size)
 
-    def decode_step(self) -> DecodeStep:
-        """The decode step for this source's records."""
-        return DecodeStep(
+    def decoding(self) -> DecodeSpec:
+        """How this source's records are decoded (positions name files, not topics)."""
+        return DecodeSpec(
             format=self.format,
             key_columns=self.key_columns,
             tombstones=self.tombstones,
@@ -251,7 +257,7 @@ class DeadLetterFileWriter(DeadLetterWriter):
         return [f"dead letters: {count} in {self.path}"]
 
 
-class DeadLetterFileConfig(ComponentConfig):
+class DeadLetterFileConfig(DeadLetterConfig):
     """``dead_letter: {type: file, path: ...}`` — a JSON-lines file of dead letters."""
 
     type: Literal["file"]

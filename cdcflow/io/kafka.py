@@ -38,12 +38,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, DecodeSpec, SourceConfig
+from cdcflow.core.source import PartitionKey, Source
 from cdcflow.errors import (
     CdcflowError,
     ConfigError,
@@ -52,13 +53,9 @@ from cdcflow.errors import (
     missing_extra,
 )
 from cdcflow.io import kafka_logs
-from cdcflow.io.base import PartitionKey, Source
 from cdcflow.io.retry import RetryPolicy, call_with_retry
-from cdcflow.io.schema_registry import SchemaRegistryConfig
 from cdcflow.schemas.model import Position, RawBatch, RawRecord, TableId
-
-if TYPE_CHECKING:
-    from cdcflow.transforms.decode import DecodeStep
+from cdcflow.schemas.registry import SchemaRegistryConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -678,7 +675,7 @@ class KafkaSource(Source):
         return problems
 
 
-class KafkaSourceConfig(ComponentConfig):
+class KafkaSourceConfig(SourceConfig):
     """``type: kafka`` — Debezium change topics (see docs/kafka.md for every option)."""
 
     type: Literal["kafka"]
@@ -751,11 +748,9 @@ class KafkaSourceConfig(ComponentConfig):
         """Build the source (nothing connects until partitions are listed)."""
         return KafkaSource(self.settings(context), schema_registry=self.schema_registry)
 
-    def decode_step(self) -> DecodeStep:
-        """The decode step for this source's records."""
-        from cdcflow.transforms.decode import DecodeStep
-
-        return DecodeStep(
+    def decoding(self) -> DecodeSpec:
+        """How this source's records are decoded (a position's stream is the topic)."""
+        return DecodeSpec(
             format=self.format,
             key_columns=self.key_columns,
             tombstones=self.tombstones,

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, DeadLetterConfig
+from cdcflow.core.writer import DeadLetterWriter
 from cdcflow.errors import ConfigError, SinkError, missing_extra
-from cdcflow.io.base import DeadLetterWriter
 from cdcflow.io.kafka import ConfigValue, checked_client_config, client_log, client_settings
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
@@ -192,7 +192,7 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
         return [f"dead letters: Kafka topic {self.topic} on {self.bootstrap_servers}"]
 
 
-class DeadLetterKafkaConfig(ComponentConfig):
+class DeadLetterKafkaConfig(DeadLetterConfig):
     """``dead_letter: {type: kafka, bootstrap_servers, topic, producer_config}``."""
 
     type: Literal["kafka"]

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from cdcflow.components import BuildContext, ComponentConfig
-from cdcflow.io.base import RejectHandler, Writer
+from cdcflow.core.components import BuildContext, SinkConfig
+from cdcflow.core.writer import RejectHandler, Writer
 from cdcflow.schemas.model import DeadLetter, EventBatch
 
 
@@ -28,7 +28,7 @@ class NullWriter(Writer):
         return []
 
 
-class NullSinkConfig(ComponentConfig):
+class NullSinkConfig(SinkConfig):
     """``type: null`` — discard events."""
 
     type: Literal["null"]

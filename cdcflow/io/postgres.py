@@ -54,9 +54,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, SinkConfig
+from cdcflow.core.source import PartitionKey
+from cdcflow.core.writer import RejectHandler
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
-from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
 from cdcflow.io.sink_common import (
@@ -939,7 +940,7 @@ def _type_of(events: Iterable[ChangeEvent], column: str) -> str:
     return "text"
 
 
-class PostgresSinkConfig(ComponentConfig):
+class PostgresSinkConfig(SinkConfig):
     """``type: postgres`` — write to PostgreSQL (or TimescaleDB) exactly once.
 
     ``dsn`` is a libpq connection string or URI (``postgresql://user:pass@host:5432/db``), kept

@@ -16,10 +16,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
-from cdcflow.io.base import PartitionKey, TableFilter, Writer
+from cdcflow.core.source import PartitionKey
+from cdcflow.core.step import event_dead_letter
+from cdcflow.core.writer import TableFilter, Writer
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
-from cdcflow.transforms.base import event_dead_letter
 
 #: A target table: ``(schema or database, table)``.
 Target = tuple[str, str]

@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from cdcflow.components import BuildContext, ComponentConfig, check_table_patterns
+from cdcflow.core.components import BuildContext, SinkConfig, check_table_patterns
+from cdcflow.core.source import PartitionKey
+from cdcflow.core.writer import RejectHandler
 from cdcflow.errors import SinkError
-from cdcflow.io.base import PartitionKey, RejectHandler
 from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
@@ -454,7 +455,7 @@ class SqliteWriter(TableWriter):
         return table
 
 
-class SqliteSinkConfig(ComponentConfig):
+class SqliteSinkConfig(SinkConfig):
     """``type: sqlite`` — mirror tables into a SQLite database file."""
 
     type: Literal["sqlite"]

@@ -24,9 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from cdcflow import scrub
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, ComponentConfig
 from cdcflow.errors import ConfigError
-from cdcflow.flink.options import EngineConfig
+from cdcflow.pipelines.engine_config import EngineConfig
 from cdcflow.pipelines.registry import Kind, model_for
 from cdcflow.pipelines.yaml_limits import (
     MAX_FILE_BYTES,

@@ -21,12 +21,14 @@ from typing import Any
 
 import msgspec
 
-from cdcflow.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.core.components import BuildContext, ComponentConfig, ComponentError, SourceConfig
+from cdcflow.core.source import PartitionKey, Source
+from cdcflow.core.writer import DeadLetterWriter, Writer
 from cdcflow.errors import CdcflowError, ConfigError
-from cdcflow.io.base import DeadLetterWriter, PartitionKey, Source, Writer
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines import table_match
 from cdcflow.pipelines.config import Loc, PipelineConfig
+from cdcflow.transforms.decode import DecodeStep
 from cdcflow.transforms.redact.dead_letters import protect_dead_letters
 
 
@@ -61,7 +63,12 @@ def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
     source_config = sources[0]
     source_loc: Loc = ("source",) if config.source is not None else ("sources", 0)
     source = _build(config, source_loc, source_config, context)
-    decode = source_config.decode_step()  # type: ignore[attr-defined]
+    if not isinstance(source_config, SourceConfig):
+        raise ConfigError(
+            f"{config.locate(source_loc)}: the {source_config.type!r} source model must subclass "
+            "cdcflow.core.components.SourceConfig"
+        )
+    decode = DecodeStep.from_spec(source_config.decoding())
     steps = [
         _build(config, ("transforms", i), t, context) for i, t in enumerate(config.transforms)
     ]

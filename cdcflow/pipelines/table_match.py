@@ -2,7 +2,7 @@
 
 Every redact rule's ``table``, every redact ``tables:`` entry (allow-lists, scanning) and every
 sink's ``tables:`` pattern is compared with the tables the source can name
-(:meth:`cdcflow.io.base.Source.discover_tables`). A pattern that matches none of them is a
+(:meth:`cdcflow.core.source.Source.discover_tables`). A pattern that matches none of them is a
 warning in ``cdcflow validate``; it is an error (exit 2, before any data flows) when the
 pipeline says ``strict: true`` or the redact step says ``require_match: true``
 (docs/redaction.md, "Fail closed").

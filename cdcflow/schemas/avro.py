@@ -418,7 +418,7 @@ class ConfluentAvroDecoder:
     """Decode Debezium messages in the Confluent Avro wire format (keys and values).
 
     ``registry`` provides writer schemas by id (a
-    :class:`~cdcflow.io.schema_registry.SchemaRegistryClient`). ``key_columns`` and
+    :class:`~cdcflow.schemas.registry.SchemaRegistryClient`). ``key_columns`` and
     ``tombstones`` mean what they mean for :class:`DebeziumJsonDecoder`, whose
     ``decode_payload`` interprets the decoded records, so kinds (rows, transaction markers,
     schema changes, heartbeats, unwrapped records), TOAST placeholders, keys and table names

@@ -4,7 +4,7 @@ Write a custom step by subclassing :class:`EventStep` (one method per event) or 
 function in :class:`FunctionStep`; see docs/extending.md.
 """
 
-from cdcflow.transforms.base import Step, StepResult
+from cdcflow.core.step import Step, StepResult
 from cdcflow.transforms.event_step import EventStep, FunctionStep
 
 __all__ = ["EventStep", "FunctionStep", "Step", "StepResult"]

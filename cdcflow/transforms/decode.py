@@ -5,20 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from cdcflow.core.components import DecodeSpec
+from cdcflow.core.step import StepResult, raw_dead_letter
 from cdcflow.errors import TransientError
 from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling
 from cdcflow.schemas.model import ChangeEvent, EventBatch, RawBatch
-from cdcflow.transforms.base import StepResult, raw_dead_letter
 
 if TYPE_CHECKING:
-    from cdcflow.io.schema_registry import SchemaRegistryConfig
+    from cdcflow.schemas.registry import SchemaRegistryConfig
 
 Format = Literal["debezium-json", "debezium-avro"]
 FORMATS = ("debezium-json", "debezium-avro")
 
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
-    from cdcflow.io.schema_registry import SchemaRegistryError
+    from cdcflow.schemas.registry import SchemaRegistryError
 
     return (TransientError, SchemaRegistryError)
 
@@ -36,7 +37,7 @@ class DecodeStep:
 
     ``debezium-avro`` reads the Confluent wire format and needs ``schema_registry``; a
     registry that cannot be reached (a :class:`~cdcflow.errors.TransientError`, or any
-    :class:`~cdcflow.io.schema_registry.SchemaRegistryError`) stops the step instead of
+    :class:`~cdcflow.schemas.registry.SchemaRegistryError`) stops the step instead of
     dead-lettering every record.
     """
 
@@ -60,6 +61,17 @@ class DecodeStep:
         self.stream_is_topic = stream_is_topic
         self.schema_registry = schema_registry
         self._decoder: Any = None
+
+    @classmethod
+    def from_spec(cls, spec: DecodeSpec) -> DecodeStep:
+        """The decode step a source config describes (:meth:`SourceConfig.decoding`)."""
+        return cls(
+            format=spec.format,
+            key_columns=spec.key_columns,
+            tombstones=spec.tombstones,
+            stream_is_topic=spec.stream_is_topic,
+            schema_registry=spec.schema_registry,
+        )
 
     def setup(self) -> None:
         """Create the decoder (and its schema caches; the registry client) on the worker."""

@@ -26,7 +26,7 @@ A deliberate drop is not a dead letter: the event is filtered out on purpose, an
 must be kept for inspection.
 
 Like every step, an ``EventStep`` is pickled to the workers: open clients in
-:meth:`~cdcflow.transforms.base.Step.setup`, never in ``__init__``.
+:meth:`~cdcflow.core.step.Step.setup`, never in ``__init__``.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from typing import Any
 
 import msgspec
 
+from cdcflow.core.step import Step, StepResult, event_dead_letter
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch
-from cdcflow.transforms.base import Step, StepResult, event_dead_letter
 
 #: The counter every :class:`EventStep` keeps (labels ``step``, ``table``, ``outcome``).
 COUNTER = "step_events"

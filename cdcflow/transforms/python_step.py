@@ -13,7 +13,7 @@
 * a function ``f(event, **options)`` returning the event, a changed event, a list of events
   or ``None`` (see :mod:`cdcflow.transforms.event_step`); ``options`` are passed as keyword
   arguments on every call; or
-* a class, a subclass of :class:`~cdcflow.transforms.base.Step` (usually of
+* a class, a subclass of :class:`~cdcflow.core.step.Step` (usually of
   :class:`~cdcflow.transforms.event_step.EventStep`), instantiated once as ``cls(**options)``
   when the pipeline is built.
 
@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from cdcflow.components import BuildContext, ComponentConfig
-from cdcflow.transforms.base import Step
+from cdcflow.core.components import BuildContext, TransformConfig
+from cdcflow.core.step import Step
 
 _TARGET = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 
@@ -94,7 +94,7 @@ def _check_class(cls: type, options: dict[str, Any]) -> None:
         ) from None
 
 
-class PythonTransformConfig(ComponentConfig):
+class PythonTransformConfig(TransformConfig):
     """``type: python`` — a function ``event -> event | list | None`` or a step class."""
 
     type: Literal["python"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cdcflow.io.base import Writer
+from cdcflow.core.writer import Writer
 from cdcflow.schemas.model import ChangeEvent
 from cdcflow.testing import MemoryWriter
 from tests.integration.sinks.events import FAST_RETRY, event, order_row

@@ -1,4 +1,4 @@
-"""The writer contract (cdcflow.io.base.Writer), run against every sink.
+"""The writer contract (cdcflow.core.writer.Writer), run against every sink.
 
 Each case writes through the Writer API and checks the destination through the sink's own
 client: a replayed batch changes nothing; unavailable (TOAST) columns keep their stored value;

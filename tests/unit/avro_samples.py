@@ -193,7 +193,7 @@ class DictRegistry:
         self.fetches: list[int] = []
 
     def get_schema(self, schema_id: int) -> str:
-        from cdcflow.io.schema_registry import UnknownSchemaError
+        from cdcflow.schemas.registry import UnknownSchemaError
 
         self.fetches.append(schema_id)
         if schema_id not in self.schemas:

@@ -10,7 +10,6 @@ from decimal import Decimal
 import pytest
 
 from cdcflow.errors import DecodeError
-from cdcflow.io.schema_registry import SchemaRegistryConfig, UnknownSchemaError
 from cdcflow.schemas.avro import ConfluentAvroDecoder, compile_schema, split_wire_format
 from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
 from cdcflow.schemas.model import (
@@ -23,6 +22,7 @@ from cdcflow.schemas.model import (
     Tombstone,
     TransactionMarker,
 )
+from cdcflow.schemas.registry import SchemaRegistryConfig, UnknownSchemaError
 from cdcflow.transforms.decode import DecodeStep
 from tests.unit.avro_samples import (
     KEY_SCHEMA,

@@ -104,7 +104,7 @@ def test_ahead_needs_carry() -> None:
 def test_runs_use_a_short_state_sampling_period_and_restore_beams_default() -> None:
     from apache_beam.runners.worker import statesampler
 
-    from cdcflow.pipelines.beam_runner import STATE_SAMPLING_PERIOD_MS, _short_state_sampling
+    from cdcflow.beam.runner import STATE_SAMPLING_PERIOD_MS, _short_state_sampling
 
     before = statesampler.StateSampler.__init__.__defaults__
     with _short_state_sampling():

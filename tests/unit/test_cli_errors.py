@@ -29,8 +29,8 @@ CHANGE = (
 PLUGIN = '''
 from typing import Literal
 
-from cdcflow.io.base import Writer
-from cdcflow.components import ComponentConfig
+from cdcflow.core.writer import Writer
+from cdcflow.core.components import ComponentConfig
 
 
 class BoomWriter(Writer):
@@ -386,7 +386,7 @@ def test_value_from_the_environment_is_not_shown_in_a_validation_error() -> None
     ],
 )
 def test_beam_step_labels_name_the_component(label: str, component: str) -> None:
-    from cdcflow.pipelines.failures import describe_unexpected
+    from cdcflow.cli.failures import describe_unexpected
 
     error = ValueError(f"bad col [while running '{label}']")
     assert describe_unexpected(error, "pipeline 'p'") == (
@@ -395,8 +395,8 @@ def test_beam_step_labels_name_the_component(label: str, component: str) -> None
 
 
 def test_the_raising_method_names_the_component_outside_beam() -> None:
-    from cdcflow.io.base import Writer
-    from cdcflow.pipelines.failures import describe_unexpected
+    from cdcflow.cli.failures import describe_unexpected
+    from cdcflow.core.writer import Writer
 
     class Broken(Writer):
         name = "warehouse"

@@ -1,7 +1,7 @@
 """Start-up cost of the CLI: commands that need neither engine import neither (issue 12).
 
 Each case runs the command in-process in a fresh interpreter and reports which heavy modules
-ended up in ``sys.modules``; the lazy command group (``cdcflow.pipelines.cli``) must keep
+ended up in ``sys.modules``; the lazy command group (``cdcflow.cli.app``) must keep
 Apache Beam, PyFlink and the Flink CLI module out of ``--help``, ``validate`` and ``decode``.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from cdcflow.pipelines import cli
+from cdcflow.cli import app as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart"
 
 _PROBE = """
 import json, sys
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
@@ -30,7 +30,7 @@ else:
     code = 0
 heavy = sorted(
     m for m in sys.modules
-    if m.split(".")[0] in ("apache_beam", "pyflink") or m == "cdcflow.pipelines.flink_cli"
+    if m.split(".")[0] in ("apache_beam", "pyflink") or m == "cdcflow.cli.flink_run"
 )
 print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
@@ -81,7 +81,7 @@ def test_help_lists_every_command_without_importing_them() -> None:
 def test_lazy_command_is_imported_when_invoked() -> None:
     result = _run("jobs", "--help")
     assert result["code"] == 0
-    assert "cdcflow.pipelines.flink_cli" in result["heavy"]
+    assert "cdcflow.cli.flink_run" in result["heavy"]
     assert "--flink-master" in str(result["stdout"])
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cdcflow.cli.app import main
 from cdcflow.errors import ConfigError
 from cdcflow.io.files import DeadLetterFileConfig, FileSource, FileSourceConfig
 from cdcflow.io.null import NullSinkConfig
 from cdcflow.io.sqlite import SqliteSinkConfig
-from cdcflow.pipelines.cli import main
 from cdcflow.pipelines.config import PipelineConfig, load_pipeline, parse_pipeline
 
 REPO = Path(__file__).resolve().parents[2]

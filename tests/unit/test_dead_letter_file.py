@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cdcflow.components import BuildContext
+from cdcflow.core.components import BuildContext
+from cdcflow.core.step import event_dead_letter, raw_dead_letter
 from cdcflow.errors import SinkError
 from cdcflow.io import files
 from cdcflow.io.files import DeadLetterFileConfig, DeadLetterFileWriter
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, Op, Position, TableId
-from cdcflow.transforms.base import event_dead_letter, raw_dead_letter
 
 
 def _raw(offset: int, value: bytes | None, key: bytes | None = None) -> DeadLetter:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "debezium"
 CDCFLOW = Path(sys.executable).with_name("cdcflow")

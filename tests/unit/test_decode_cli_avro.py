@@ -7,9 +7,9 @@ import base64
 import pytest
 from click.testing import CliRunner, Result
 
+from cdcflow.cli.app import main
+from cdcflow.cli.decode_avro import line_decoder
 from cdcflow.errors import DecodeError
-from cdcflow.pipelines.cli import main
-from cdcflow.pipelines.decode_avro_cli import line_decoder
 
 FRAME = b"\x00\x00\x00\x00\x07\x02\x04"
 LINE = base64.b64encode(FRAME) + b"\n"

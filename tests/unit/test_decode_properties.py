@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 
 DECIMAL = "org.apache.kafka.connect.data.Decimal"
 

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from cdcflow.core.step import event_dead_letter
 from cdcflow.schemas.model import (
     ChangeEvent,
     EventBatch,
@@ -18,7 +19,6 @@ from cdcflow.schemas.model import (
     TransactionMarker,
 )
 from cdcflow.transforms import EventStep, FunctionStep
-from cdcflow.transforms.base import event_dead_letter
 from cdcflow.transforms.event_step import COUNTER
 
 TABLE = TableId("shop", "public", "orders")

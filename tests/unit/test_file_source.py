@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cdcflow.components import BuildContext, ComponentError
+from cdcflow.core.components import BuildContext, ComponentError
 from cdcflow.io.files import FileSource, FileSourceConfig
 from cdcflow.schemas.model import Position, RawBatch
+from cdcflow.transforms.decode import DecodeStep
 
 
 def _file(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -186,7 +187,7 @@ def test_config_without_matches_raises_a_keyed_error(tmp_path: Path) -> None:
 
 def test_config_decode_step_carries_the_settings() -> None:
     config = FileSourceConfig(type="file", path="x", key_columns={"shop.*.tags": ["tag"]})
-    step = config.decode_step()
+    step = DecodeStep.from_spec(config.decoding())
     assert step.format == "debezium-json"  # type: ignore[attr-defined]
     assert step.tombstones == "marker"  # type: ignore[attr-defined]
     assert step.stream_is_topic is False  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 
 JOB = "a" * 32
 

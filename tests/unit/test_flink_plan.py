@@ -258,7 +258,7 @@ def test_flink_planning_modules_import_no_engine() -> None:
     probe = (
         "import json, sys\n"
         "import cdcflow.flink.options, cdcflow.flink.plan, cdcflow.flink.processor\n"
-        "import cdcflow.flink.rest, cdcflow.pipelines.flink_cli, cdcflow.pipelines.cli\n"
+        "import cdcflow.flink.rest, cdcflow.cli.flink_run, cdcflow.cli.app\n"
         "print(json.dumps(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('pyflink', 'apache_beam'))))"
     )

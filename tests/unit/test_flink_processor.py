@@ -164,7 +164,7 @@ def test_step_metrics_are_drained_per_batch(tmp_path: Path) -> None:
         def teardown(self) -> None: ...
 
         def process(self, batch):
-            from cdcflow.transforms.base import StepResult
+            from cdcflow.core.step import StepResult
 
             self.metrics.inc("seen", {"table": "orders"}, len(batch.events))
             return StepResult(batch, [])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from cdcflow.cli.flink_run import _first_line
 from cdcflow.errors import ConfigError
 from cdcflow.flink import sitedirs
 from cdcflow.flink.stats import (
@@ -24,7 +25,6 @@ from cdcflow.flink.stats import (
     worker_error,
     write_error,
 )
-from cdcflow.pipelines.flink_cli import _first_line
 
 
 def test_stats_of_every_instance_are_summed(tmp_path: Path) -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from cdcflow.components import BuildContext
+from cdcflow.core.components import BuildContext
 from cdcflow.errors import ConfigError
 from cdcflow.io.kafka import KafkaSourceConfig, parse_start, redacted
 from cdcflow.io.kafka_dead_letters import DeadLetterKafkaConfig
 from cdcflow.pipelines.config import parse_pipeline
+from cdcflow.transforms.decode import DecodeStep
 
 CONTEXT = BuildContext(pipeline="shop-cdc", base_dir=Path("/tmp"))
 
@@ -34,7 +35,7 @@ def test_defaults() -> None:
     assert client["enable.auto.commit"] is False
     assert client["enable.auto.offset.store"] is False
     assert client["bootstrap.servers"] == "b:9092"
-    assert config.decode_step().format == "debezium-json"
+    assert DecodeStep.from_spec(config.decoding()).format == "debezium-json"
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_avro_needs_a_registry() -> None:
     with pytest.raises(ValidationError, match="needs a 'schema_registry'"):
         source(format="debezium-avro")
     config = source(format="debezium-avro", schema_registry={"url": "http://r:8081"})
-    step = config.decode_step()
+    step = DecodeStep.from_spec(config.decoding())
     assert step.format == "debezium-avro" and step.schema_registry is not None
 
 

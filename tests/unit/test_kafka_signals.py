@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cdcflow.beam.kafka import reset_stop, stop_requested
-from cdcflow.pipelines.beam_runner import _stop_on_signals
+from cdcflow.beam.runner import _stop_on_signals
 
 
 def _deliver(signum: int) -> None:

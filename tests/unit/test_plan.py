@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 import pytest
 
-from cdcflow.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.core.components import BuildContext, ComponentConfig, ComponentError
+from cdcflow.core.source import PartitionKey
 from cdcflow.errors import ConfigError
-from cdcflow.io.base import PartitionKey
 from cdcflow.io.files import DeadLetterFileWriter, FileSource
 from cdcflow.io.null import NullWriter
 from cdcflow.io.sqlite import SqliteWriter

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cdcflow.components import BuildContext
+from cdcflow.core.components import BuildContext
 from cdcflow.errors import ConfigError
 from cdcflow.pipelines.config import PipelineConfig, parse_pipeline
 from cdcflow.pipelines.plan import plan_pipeline

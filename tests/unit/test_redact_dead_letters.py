@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cdcflow.core.step import event_dead_letter, raw_dead_letter
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.pipelines.plan import plan_pipeline
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, Op, Position, TableId
 from cdcflow.testing import MemoryDeadLetterWriter
-from cdcflow.transforms.base import event_dead_letter, raw_dead_letter
 from cdcflow.transforms.redact import RedactConfig, RedactStep
 from cdcflow.transforms.redact.dead_letters import (
     RedactingDeadLetterWriter,

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from cdcflow.core.step import event_dead_letter, raw_dead_letter
 from cdcflow.metrics import Counters, prometheus_text
 from cdcflow.schemas.canonical import dead_letter_dict, dumps, event_dict
 from cdcflow.schemas.model import (
@@ -22,7 +23,6 @@ from cdcflow.schemas.model import (
     TableSchema,
     Tombstone,
 )
-from cdcflow.transforms.base import event_dead_letter, raw_dead_letter
 from cdcflow.transforms.redact import RedactConfig, RedactStep
 
 KEY = "Zq8Wv1Xk4Lr7Tn2Pm5Hs0Jd3"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import pytest
 
-from cdcflow.components import BuildContext, ComponentConfig
+from cdcflow.core.components import BuildContext, ComponentConfig
 from cdcflow.errors import ConfigError
 from cdcflow.io.files import FileSourceConfig
 from cdcflow.io.sqlite import SqliteSinkConfig

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from cdcflow.errors import DecodeError, TerminalError, TransientError
-from cdcflow.io.schema_registry import (
+from cdcflow.schemas.registry import (
     SchemaRegistryAuthError,
     SchemaRegistryClient,
     SchemaRegistryConfig,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cdcflow.components import BuildContext
+from cdcflow.core.components import BuildContext
 from cdcflow.errors import SinkError
 from cdcflow.io.sqlite import SqliteSinkConfig, SqliteWriter, sqlite_value
 from cdcflow.schemas.model import (

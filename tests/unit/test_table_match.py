@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 from cdcflow.schemas.model import EventBatch
 from tests.unit.test_redact_step import CUSTOMERS, event, step
 

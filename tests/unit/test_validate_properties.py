@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 
 SECRET_VAR = "CDCFLOW_HYPOTHESIS_SECRET"
 

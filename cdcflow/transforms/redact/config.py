@@ -40,7 +40,11 @@ from pydantic import (
     model_validator,
 )
 
-from cdcflow.components import BuildContext, ComponentConfig, check_table_patterns
+from cdcflow.core.components import (
+    BuildContext,
+    TransformConfig,
+    check_table_patterns,
+)
 from cdcflow.transforms.redact.detectors import ALL_DETECTORS, DetectorName
 from cdcflow.transforms.redact.strategies import (
     KEY_SAFE,
@@ -282,7 +286,7 @@ def _tables_overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     )
 
 
-class RedactConfig(ComponentConfig):
+class RedactConfig(TransformConfig):
     """``type: redact`` — column rules, per-table allow-lists and content detectors.
 
     See docs/redaction.md for the behaviour; the class docstring of the module shows the shape.

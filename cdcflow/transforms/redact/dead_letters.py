@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cdcflow.io.base import DeadLetterWriter
+from cdcflow.core.writer import DeadLetterWriter
 from cdcflow.schemas.model import DeadLetter
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from cdcflow.core.step import Step, StepResult, now_ms
 from cdcflow.metrics import Counters
 from cdcflow.schemas.canonical import event_dict
 from cdcflow.schemas.model import (
@@ -34,7 +35,6 @@ from cdcflow.schemas.model import (
     TableId,
     Tombstone,
 )
-from cdcflow.transforms.base import Step, StepResult, now_ms
 from cdcflow.transforms.redact.config import RedactConfig, RuleConfig, TableConfig
 from cdcflow.transforms.redact.policy import Policy
 from cdcflow.transforms.redact.strategies import RedactionError

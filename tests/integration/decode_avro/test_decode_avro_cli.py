@@ -22,7 +22,7 @@ import fastavro
 import pytest
 from click.testing import CliRunner
 
-from cdcflow.pipelines.cli import main
+from cdcflow.cli.app import main
 from cdcflow.schemas.avro import _strip_logical_types
 from tests.servers import free_port
 from tests.servers.schema_registry import RegistryInfo

@@ -151,8 +151,8 @@ def editable_plugin(
 
             import msgspec
 
-            from cdcflow.components import BuildContext, ComponentConfig
-            from cdcflow.transforms.base import Step, StepResult
+            from cdcflow.core.components import BuildContext, ComponentConfig
+            from cdcflow.core.step import Step, StepResult
 
 
             class UpperNote(Step):

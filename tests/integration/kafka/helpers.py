@@ -84,7 +84,7 @@ def write_pipeline(
 
 def cdcflow_argv(*args: str) -> list[str]:
     """The argv of the ``cdcflow`` CLI in this interpreter."""
-    return [sys.executable, "-c", "from cdcflow.pipelines.cli import main; main()", *args]
+    return [sys.executable, "-c", "from cdcflow.cli.app import main; main()", *args]
 
 
 def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

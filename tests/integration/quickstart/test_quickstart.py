@@ -213,7 +213,7 @@ def test_second_run_reads_nothing_and_changes_nothing(second: tuple[Run, list[st
 
 def test_beam_runner_in_process_gives_the_same_database(first: Run, example_copy: Any) -> None:
     """The same pipeline through the Beam runner API, in this process, in a fresh copy."""
-    from cdcflow.pipelines.beam_runner import run
+    from cdcflow.beam.runner import run
     from cdcflow.pipelines.config import load_pipeline
 
     directory = example_copy("quickstart")
@@ -228,7 +228,7 @@ def test_beam_runner_in_process_gives_the_same_database(first: Run, example_copy
 
 def test_interrupted_run_resumes_to_the_same_database(first: Run, example_copy: Any) -> None:
     """Half the changelog, then all of it: the result equals one full run (resume by offset)."""
-    from cdcflow.pipelines.beam_runner import run
+    from cdcflow.beam.runner import run
     from cdcflow.pipelines.config import load_pipeline
 
     directory = example_copy("quickstart")
@@ -247,7 +247,7 @@ def test_interrupted_run_resumes_to_the_same_database(first: Run, example_copy: 
 
 def test_rows_the_sink_rejects_reach_the_dead_letter_file(example_copy: Any) -> None:
     """A row SQLite refuses (text in an INTEGER key) is a dead letter; the rest is written."""
-    from cdcflow.pipelines.beam_runner import run
+    from cdcflow.beam.runner import run
     from cdcflow.pipelines.config import load_pipeline
 
     directory = example_copy("quickstart")

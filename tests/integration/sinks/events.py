@@ -304,7 +304,7 @@ def cdcflow_argv(*args: str) -> list[str]:
     """The argv of the ``cdcflow`` CLI in this interpreter."""
     import sys
 
-    return [sys.executable, "-c", "from cdcflow.pipelines.cli import main; main()", *args]
+    return [sys.executable, "-c", "from cdcflow.cli.app import main; main()", *args]
 
 
 def run_cli(*args: str, timeout: float = 300) -> Any:

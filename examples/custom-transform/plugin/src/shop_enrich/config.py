@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from cdcflow.components import BuildContext, ComponentConfig, check_table_patterns
-from cdcflow.io.base import TableFilter
+from cdcflow.core.components import BuildContext, ComponentConfig, check_table_patterns
+from cdcflow.core.writer import TableFilter
 from cdcflow.schemas.model import ChangeEvent
 from cdcflow.transforms import EventStep
 

@@ -31,12 +31,9 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
+from cdcflow.cli.exit_codes import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.logs import error_line
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 
 #: A Flink JobID: 16 bytes as 32 lower- or upper-case hex digits.
 JOB_ID = re.compile(r"[0-9a-fA-F]{32}")
@@ -199,6 +196,6 @@ def status(ctx: click.Context, target: str | None, master: str | None) -> None:
         raise click.MissingParameter(
             ctx=ctx, param=ctx.command.params[1], message="a Flink job's status needs it"
         )
-    from cdcflow.pipelines.flink_cli import status as flink_status
+    from cdcflow.cli.flink_run import status as flink_status
 
     ctx.invoke(flink_status, job_id=target, master=master)

@@ -21,14 +21,11 @@ from typing import IO, Any, NoReturn
 import click
 
 from cdcflow import __version__
+from cdcflow.cli.exit_codes import EXIT_RUNTIME, EXIT_USAGE
+from cdcflow.cli.failures import describe_unexpected, root_cause, without_step_label
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.logs import configure_logging, error_line, json_logs
-from cdcflow.pipelines.failures import describe_unexpected, root_cause, without_step_label
 from cdcflow.scrub import scrub
-
-EXIT_OK = 0
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("cdcflow.cli")
 
@@ -174,7 +171,7 @@ def run(
     from cdcflow.pipelines.config import load_pipeline
 
     if engine == "flink":
-        from cdcflow.pipelines.flink_cli import run_flink
+        from cdcflow.cli.flink_run import run_flink
 
         run_flink(pipeline_file, until_caught_up, jars)
         return
@@ -191,7 +188,7 @@ def run(
         args.append(f"--{option.lstrip('-')}")
     started = time.monotonic()
     try:
-        from cdcflow.pipelines.beam_runner import run as run_beam
+        from cdcflow.beam.runner import run as run_beam
 
         report = run_beam(config, args, until_caught_up=until_caught_up)
     except ConfigError as exc:
@@ -354,7 +351,7 @@ def decode(
     unpack: Any = None  # text of a line part -> message bytes (debezium-avro)
     fatal: tuple[type[BaseException], ...] = ()
     if fmt == "debezium-avro":
-        from cdcflow.pipelines import decode_avro_cli as avro
+        from cdcflow.cli import decode_avro as avro
 
         try:
             decoder = avro.avro_decoder(
@@ -446,11 +443,11 @@ def _is_regular_file(handle: IO[bytes]) -> bool:
 #: ``status`` (``status_cli``) serves pipeline files and Flink job ids both (the Flink part is
 #: the same command, invoked for a job id), so the Flink module's own ``status`` is not listed.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
-    "cancel": ("cdcflow.pipelines.flink_cli", "cancel"),
-    "jobs": ("cdcflow.pipelines.flink_cli", "jobs"),
-    "produce": ("cdcflow.pipelines.produce_cli", "produce"),
-    "status": ("cdcflow.pipelines.status_cli", "status"),
-    "submit": ("cdcflow.pipelines.flink_cli", "submit"),
+    "cancel": ("cdcflow.cli.flink_run", "cancel"),
+    "jobs": ("cdcflow.cli.flink_run", "jobs"),
+    "produce": ("cdcflow.cli.produce", "produce"),
+    "status": ("cdcflow.cli.status", "status"),
+    "submit": ("cdcflow.cli.flink_run", "submit"),
 }
 
 #: One-line help of the lazy commands for ``cdcflow --help`` (which then imports none of them);

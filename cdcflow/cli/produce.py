@@ -25,11 +25,9 @@ from typing import IO, Any
 
 import click
 
+from cdcflow.cli.exit_codes import EXIT_RUNTIME, EXIT_USAGE
 from cdcflow.errors import CdcflowError, ConfigError, missing_extra
 from cdcflow.logs import error_line
-
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 
 #: Producer settings the command manages itself (``--producer-config`` may not set them).
 MANAGED = frozenset({"bootstrap.servers", "enable.idempotence"})

@@ -41,7 +41,8 @@ def _component_of(exc: BaseException, default: str) -> str:
 
 def _component_in_traceback(exc: BaseException) -> str | None:
     """The innermost source, sink, dead-letter sink or step whose method raised ``exc``."""
-    from cdcflow.io.base import DeadLetterWriter, Source, Writer
+    from cdcflow.core.source import Source
+    from cdcflow.core.writer import DeadLetterWriter, Writer
 
     found: str | None = None
     for error in reversed(_chain(exc)):

@@ -4,7 +4,7 @@ Avro messages are binary, so the command reads one text-encoded message per line
 (default) or hex of the Confluent-framed bytes (magic byte 0, 4-byte schema id, Avro datum),
 optionally ``KEY<SEP>VALUE``. This module builds the decoder (with its schema registry client)
 and the function that turns a line's text into message bytes; the ``decode`` command in
-:mod:`cdcflow.pipelines.cli` does the rest, exactly as for JSON.
+:mod:`cdcflow.cli.app` does the rest, exactly as for JSON.
 
 Contracts
     * :func:`line_decoder` returns a function from a line part (key or value text) to bytes.
@@ -37,7 +37,7 @@ PASSWORD_ENV = "CDCFLOW_SCHEMA_REGISTRY_PASSWORD"  # noqa: S105 - a variable nam
 
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
-    from cdcflow.io.schema_registry import SchemaRegistryError
+    from cdcflow.schemas.registry import SchemaRegistryError
 
     return (TransientError, SchemaRegistryError)
 
@@ -94,8 +94,8 @@ def avro_decoder(
     """
     from pydantic import SecretStr, ValidationError
 
-    from cdcflow.io.schema_registry import SchemaRegistryConfig
     from cdcflow.schemas.avro import ConfluentAvroDecoder
+    from cdcflow.schemas.registry import SchemaRegistryConfig
 
     if not url:
         raise ConfigError(

@@ -21,11 +21,9 @@ from typing import Any
 
 import click
 
+from cdcflow.cli.exit_codes import EXIT_RUNTIME, EXIT_USAGE
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.flink.options import MASTER_ENV, parse_master
-
-EXIT_RUNTIME = 1
-EXIT_USAGE = 2
 
 log = logging.getLogger("cdcflow.cli.flink")
 

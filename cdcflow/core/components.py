@@ -6,13 +6,19 @@ on these classes, so it lives beside ``errors`` and imports nothing above it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 from pydantic import BaseModel, ConfigDict
 
 from cdcflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cdcflow.core.source import Source
+    from cdcflow.core.step import Step
+    from cdcflow.core.writer import DeadLetterWriter, Writer
 
 
 class BuildContext(msgspec.Struct, frozen=True):
@@ -40,6 +46,58 @@ class ComponentConfig(BaseModel):
 
     def build(self, context: BuildContext) -> Any:
         """Build the engine-neutral component this config describes."""
+        raise NotImplementedError
+
+
+class DecodeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """How a source's records are decoded: what the plan builds the decode step from.
+
+    A source config describes its records (it does not build the decode step itself, so
+    ``io`` never imports ``transforms``). ``stream_is_topic``: a position's stream is a Kafka
+    topic name that may name the table of messages that do not. ``schema_registry``: the
+    :class:`~cdcflow.schemas.registry.SchemaRegistryConfig` for ``debezium-avro``.
+    """
+
+    format: Literal["debezium-json", "debezium-avro"] = "debezium-json"
+    key_columns: Mapping[str, Sequence[str]] = msgspec.field(default_factory=dict)
+    tombstones: Literal["marker", "delete"] = "marker"
+    stream_is_topic: bool = True
+    schema_registry: Any = None
+
+
+class SourceConfig(ComponentConfig):
+    """Base of every ``source:`` model: builds a :class:`~cdcflow.core.source.Source`."""
+
+    def build(self, context: BuildContext) -> Source:
+        """Build the source (connect lazily: nothing is read until partitions are listed)."""
+        raise NotImplementedError
+
+    def decoding(self) -> DecodeSpec:
+        """How this source's records are decoded (the plan builds the decode step from it)."""
+        return DecodeSpec()
+
+
+class TransformConfig(ComponentConfig):
+    """Base of every ``transforms:`` model: builds a :class:`~cdcflow.core.step.Step`."""
+
+    def build(self, context: BuildContext) -> Step:
+        """Build the step (open clients in its ``setup``, on the worker)."""
+        raise NotImplementedError
+
+
+class SinkConfig(ComponentConfig):
+    """Base of every ``sinks:`` model: builds a :class:`~cdcflow.core.writer.Writer`."""
+
+    def build(self, context: BuildContext) -> Writer:
+        """Build the writer (it connects in ``open``)."""
+        raise NotImplementedError
+
+
+class DeadLetterConfig(ComponentConfig):
+    """Base of every ``dead_letter:`` model: builds a dead-letter writer."""
+
+    def build(self, context: BuildContext) -> DeadLetterWriter:
+        """Build the dead-letter writer."""
         raise NotImplementedError
 
 

@@ -1,0 +1,7 @@
+"""The engine-neutral core: the contracts every component and both engines share.
+
+``components`` (config bases and the build context), ``source`` and ``writer`` (the connector
+contracts), ``step`` (the transform contract and dead-letter builders). The core imports only
+``schemas`` and the foundation modules (``errors``, ``scrub``, ``logs``, ``metrics``); ``io``
+and ``transforms`` meet only here (docs/architecture.md, "Import order").
+"""
