@@ -15,10 +15,15 @@ from pydantic import BaseModel, ConfigDict
 
 from cdcflow.errors import ConfigError
 
+#: The record formats a source can declare (the decode step reads each of them).
+DecodeFormat = Literal["debezium-json", "debezium-avro"]
+DECODE_FORMATS: tuple[str, ...] = ("debezium-json", "debezium-avro")
+
 if TYPE_CHECKING:
     from cdcflow.core.source import Source
     from cdcflow.core.step import Step
     from cdcflow.core.writer import DeadLetterWriter, Writer
+    from cdcflow.schemas.debezium_json import TombstoneHandling
 
 
 class BuildContext(msgspec.Struct, frozen=True):
@@ -58,9 +63,9 @@ class DecodeSpec(msgspec.Struct, frozen=True, kw_only=True):
     :class:`~cdcflow.schemas.registry.SchemaRegistryConfig` for ``debezium-avro``.
     """
 
-    format: Literal["debezium-json", "debezium-avro"] = "debezium-json"
+    format: DecodeFormat = "debezium-json"
     key_columns: Mapping[str, Sequence[str]] = msgspec.field(default_factory=dict)
-    tombstones: Literal["marker", "delete"] = "marker"
+    tombstones: TombstoneHandling = "marker"
     stream_is_topic: bool = True
     schema_registry: Any = None
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from cdcflow.core.components import DecodeSpec
+from cdcflow.core.components import DECODE_FORMATS, DecodeFormat, DecodeSpec
 from cdcflow.core.step import StepResult, raw_dead_letter
 from cdcflow.errors import TransientError
 from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling
@@ -14,8 +14,6 @@ from cdcflow.schemas.model import ChangeEvent, EventBatch, RawBatch
 if TYPE_CHECKING:
     from cdcflow.schemas.registry import SchemaRegistryConfig
 
-Format = Literal["debezium-json", "debezium-avro"]
-FORMATS = ("debezium-json", "debezium-avro")
 
 
 def _fatal_errors() -> tuple[type[BaseException], ...]:
@@ -45,14 +43,14 @@ class DecodeStep:
 
     def __init__(
         self,
-        format: Format = "debezium-json",
+        format: DecodeFormat = "debezium-json",
         key_columns: Mapping[str, Sequence[str]] | None = None,
         tombstones: TombstoneHandling = "marker",
         stream_is_topic: bool = True,
         schema_registry: SchemaRegistryConfig | None = None,
     ) -> None:
-        if format not in FORMATS:
-            raise ValueError(f"unsupported format {format!r}: expected one of {FORMATS}")
+        if format not in DECODE_FORMATS:
+            raise ValueError(f"unsupported format {format!r}: expected one of {DECODE_FORMATS}")
         if format == "debezium-avro" and schema_registry is None:
             raise ValueError("format 'debezium-avro' needs a schema registry configuration")
         self.format = format

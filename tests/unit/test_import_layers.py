@@ -2,7 +2,7 @@
 
 ``lint-imports`` reads the contracts in ``pyproject.toml``: layers ``cli`` > ``beam | flink`` >
 ``pipelines`` > ``io | transforms`` > ``core`` > ``schemas`` > foundation modules, and no import
-cycle between the packages. The second and third tests plant an upward import and a cycle in a
+cycle between the packages. The planted-violation test puts an upward import and a cycle in a
 copy of the package and expect the check to fail, so the first cannot pass vacuously.
 """
 
@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 LINT = Path(sys.executable).with_name("lint-imports")
@@ -45,20 +47,29 @@ def test_the_tree_keeps_the_import_order_and_has_no_cycles() -> None:
     assert "Contracts: 2 kept, 0 broken." in result.stdout
 
 
-def test_an_upward_import_breaks_the_layers_contract(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("module", "planted", "reported"),
+    [
+        # io -> pipelines goes up the layers.
+        (
+            "io/null.py",
+            "from cdcflow.pipelines import plan as _plan  # noqa",
+            "cdcflow.io.null -> cdcflow.pipelines.plan",
+        ),
+        # schemas -> core is upward too; the acyclic contract reports the package cycle itself.
+        (
+            "schemas/model.py",
+            "import cdcflow.core.step  # noqa",
+            "No cycles are allowed in cdcflow",
+        ),
+    ],
+)
+def test_a_planted_violation_breaks_the_check(
+    tmp_path: Path, module: str, planted: str, reported: str
+) -> None:
     root = _copy(tmp_path)
-    null = root / "cdcflow" / "io" / "null.py"
-    null.write_text(null.read_text() + "\nfrom cdcflow.pipelines import plan as _plan  # noqa\n")
+    path = root / "cdcflow" / module
+    path.write_text(path.read_text() + f"\n{planted}\n")
     result = _lint(root)
     assert result.returncode != 0
-    assert "cdcflow.io.null -> cdcflow.pipelines.plan" in result.stdout
-
-
-def test_a_cycle_between_packages_breaks_the_acyclic_contract(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
-    model = root / "cdcflow" / "schemas" / "model.py"
-    # schemas -> core is also upward; the acyclic contract reports the package cycle itself.
-    model.write_text(model.read_text() + "\nimport cdcflow.core.step  # noqa\n")
-    result = _lint(root)
-    assert result.returncode != 0
-    assert "No cycles are allowed in cdcflow" in result.stdout
+    assert reported in result.stdout

@@ -50,6 +50,15 @@ class FailingTransformConfig(ComponentConfig):
         raise ConfigError("cannot reach the policy server")
 
 
+class UntypedSourceConfig(ComponentConfig):
+    """A source model that does not derive from SourceConfig (so it cannot describe decoding)."""
+
+    type: Literal["untyped"]
+
+    def build(self, context: BuildContext) -> Any:
+        return FileSource([], key_separator=None)
+
+
 def _project(tmp_path: Path, text: str = PIPELINE) -> Path:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "orders.jsonl").write_text("{}\n")
@@ -140,6 +149,32 @@ def test_transform_build_errors_are_located(
     with pytest.raises(ConfigError) as info:
         plan_pipeline(load_pipeline(path))
     assert str(info.value) == f"{path}{expected}"
+
+
+def test_the_decode_step_is_built_from_the_sources_decoding(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_project(tmp_path)))
+    assert isinstance(plan.decode, DecodeStep)
+    # A file source's positions name files, not topics; its format is the default JSON one.
+    assert plan.decode.stream_is_topic is False
+    assert plan.decode.format == "debezium-json"
+
+
+def test_a_source_model_without_the_source_base_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "_extra", {})
+    registry.register("source", "untyped", f"{__name__}:UntypedSourceConfig")
+    text = PIPELINE.replace(
+        'source:\n  type: file\n  path: data/*.jsonl\n  key_separator: "\\t"\n',
+        "source:\n  type: untyped\n",
+    )
+    path = _project(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        plan_pipeline(load_pipeline(path))
+    assert str(info.value) == (
+        f"{path}:2: source: the 'untyped' source model must subclass "
+        "cdcflow.core.components.SourceConfig"
+    )
 
 
 # -- resume offsets --------------------------------------------------------------------------

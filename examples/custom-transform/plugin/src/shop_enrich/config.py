@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from cdcflow.core.components import BuildContext, ComponentConfig, check_table_patterns
+from cdcflow.core.components import BuildContext, TransformConfig, check_table_patterns
 from cdcflow.core.writer import TableFilter
 from cdcflow.schemas.model import ChangeEvent
 from cdcflow.transforms import EventStep
@@ -24,7 +24,7 @@ class DropTable(EventStep):
         return None if self.filter(event.table) else event
 
 
-class DropTableConfig(ComponentConfig):
+class DropTableConfig(TransformConfig):
     """``type: drop_table`` with ``tables`` (globs) and an optional ``name``."""
 
     type: Literal["drop_table"]
