@@ -10,7 +10,7 @@ Use them to test a custom step or a hand-written Beam pipeline without servers::
 They follow the contracts of :mod:`cdcflow.core.writer`: :class:`MemoryWriter` keeps positions
 (``keeps_positions``) atomically with its rows, skips replayed events, keeps unavailable
 (TOAST) columns' stored values, applies deletes and truncates, and reports rejected rows
-(events without a key) through ``on_rejected`` before it commits the position.
+(events without a key) through ``reject`` before it commits the position.
 :class:`FaultyWriter` wraps any writer to fail a chosen batch or reject chosen rows.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from cdcflow.core.source import PartitionKey, Source
 from cdcflow.core.step import event_dead_letter
-from cdcflow.core.writer import DeadLetterWriter, RejectHandler, Writer
+from cdcflow.core.writer import DeadLetterWriter, RejectSink, Writer, WriteResult, skipped
 from cdcflow.errors import RowRejectedError, SinkError, TransientSinkError
 from cdcflow.schemas.model import (
     ChangeEvent,
@@ -140,7 +140,9 @@ class MemoryWriter(Writer):
         self.positions: dict[PartitionKey, int] = dict(positions or {})
         self.calls: list[str] = []
         self.batches_written = 0
-        self.last_applied = 0
+        #: The markers (transaction, schema-change, tombstone, heartbeat) of the batches
+        #: written, in order: schema changes reach writers with the rows.
+        self.markers: list[Any] = []
 
     def open(self) -> None:
         """Nothing to connect to (logged in :attr:`calls`)."""
@@ -160,31 +162,27 @@ class MemoryWriter(Writer):
         stored = self.tables.get(table, {})
         return [dict(stored[k]) for k in sorted(stored, key=repr)]
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
         """Apply ``batch`` and store its position atomically (see the class docstring)."""
         self.calls.append("write")
         key = batch.partition_key
         committed = self.positions.get(key, -1) if self.keeps_positions else -1
         if batch.last_offset <= committed:
-            self.last_applied = 0
-            return []
+            return skipped()
         events = [e for e in batch.events if e.position.offset > committed]
-        self.last_applied = len(events)
         tables = copy.deepcopy(self.tables)
         dead: list[DeadLetter] = []
         for event in events:
             error = self._apply(tables, event)
             if error is not None:
                 dead.append(event_dead_letter(f"sink:{self.name}", event, error))
-        if dead and on_rejected is not None:
-            on_rejected(dead)  # before the position commits
-            dead = []
+        if dead and reject is not None:
+            reject(dead)  # before the position commits
         self.tables = tables
         self.positions[key] = batch.last_offset
         self.batches_written += 1
-        return dead
+        self.markers.extend(m for m in batch.markers if m.position.offset > committed)
+        return WriteResult(len(events) - len(dead), dead)
 
     def _apply(
         self, tables: dict[str, dict[Key, dict[str, Any]]], event: ChangeEvent
@@ -254,7 +252,7 @@ class FaultyWriter(Writer):
       :class:`TransientSinkError` (``error="transient"``) or a terminal :class:`SinkError`.
       Each listed call fails once; the next call goes through.
     * ``reject``: a predicate naming rows to reject; they are taken out of the batch and
-      reported as dead letters (through ``on_rejected`` when given) before the inner writer
+      reported as dead letters (through ``reject`` when given) before the inner writer
       writes the rest and commits the position.
     """
 
@@ -286,18 +284,7 @@ class FaultyWriter(Writer):
         """The inner writer's positions."""
         return self.inner.committed_positions()
 
-    @property  # type: ignore[override]
-    def last_applied(self) -> int | None:
-        """The inner writer's count of the last write."""
-        return self.inner.last_applied
-
-    @last_applied.setter
-    def last_applied(self, value: int | None) -> None:
-        self.inner.last_applied = value
-
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
         """Fail, reject, or delegate (see the class docstring)."""
         self.calls += 1
         if self.calls in self.fail_on:
@@ -324,10 +311,10 @@ class FaultyWriter(Writer):
                 markers=batch.markers,
                 dead_letters=batch.dead_letters,
             )
-            if dead and on_rejected is not None:
-                on_rejected(dead)
-                dead = []
-        return dead + self.inner.write(batch, on_rejected)
+            if dead and reject is not None:
+                reject(dead)
+        inner = self.inner.write(batch, reject)
+        return WriteResult(inner.applied, dead + inner.rejected)
 
 
 def rows_by_table(writer: MemoryWriter) -> Mapping[str, list[dict[str, Any]]]:

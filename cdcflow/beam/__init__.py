@@ -10,10 +10,13 @@ pipeline::
     redacted.events | "Write" >> WriteTo(SqliteWriter(...))
     decoded.dead_letters | "DLQ" >> WriteDeadLetters(DeadLetterFileWriter(...))
 
-``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` (what
-``cdcflow run`` uses) dead letters instead travel inside each batch until
-:class:`StoreDeadLetters` has written them, so that no sink can commit a batch's position
-before its dead letters are stored.
+``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` dead
+letters instead travel inside each batch until :class:`StoreDeadLetters` or :class:`WriteTo`
+has stored them, so that no sink can commit a batch's position before its dead letters are
+stored.
+
+``cdcflow run`` builds ``Read -> Execute``: :class:`Execute` runs the engine-neutral
+:class:`~cdcflow.core.executor.BatchExecutor`, the write path the Flink engine runs too.
 """
 
 from cdcflow.beam.transforms import (
@@ -21,6 +24,7 @@ from cdcflow.beam.transforms import (
     EVENTS,
     ApplyStep,
     Decode,
+    Execute,
     ReadFromSource,
     Redact,
     StoreDeadLetters,
@@ -33,6 +37,7 @@ __all__ = [
     "EVENTS",
     "ApplyStep",
     "Decode",
+    "Execute",
     "ReadFromSource",
     "Redact",
     "StoreDeadLetters",

@@ -2,7 +2,7 @@
 
 Shape (ARCHITECTURE §3)::
 
-    Read -> Decode -> [transforms...] -> StoreDeadLetters -> Write/<sink> (one branch per sink)
+    Read -> Execute (decode, transforms, dead letters, every sink: cdcflow.core.executor)
 
 Read, decode, transforms, dead-letter storage and writing stay in one fused stage (no shuffle),
 so the batches of a partition reach every sink in offset order: a sink's stored position then
@@ -42,18 +42,12 @@ from cdcflow.beam import coders
 from cdcflow.beam.fnapi import STATE_SAMPLING_PERIOD_MS as STATE_SAMPLING_PERIOD_MS
 from cdcflow.beam.fnapi import eager_metric_merges
 from cdcflow.beam.fnapi import short_state_sampling as _short_state_sampling
-from cdcflow.beam.transforms import (
-    EVENTS,
-    NAMESPACE,
-    ApplyStep,
-    ReadFromSource,
-    StoreDeadLetters,
-    WriteTo,
-)
+from cdcflow.beam.transforms import NAMESPACE, Execute, ReadFromSource
+from cdcflow.core.executor import BatchExecutor
 from cdcflow.io.kafka import KafkaSource, describe_partitions
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import Plan, kafka_start_offsets, plan_pipeline, resume_offsets
-from cdcflow.schemas.model import EventBatch, RawBatch
+from cdcflow.schemas.model import RawBatch
 
 log = logging.getLogger(__name__)
 
@@ -101,27 +95,20 @@ def _read(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool) -> Any:
 
 
 def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) -> None:
-    """Add the plan's transforms to ``pipeline``.
+    """Add the plan's transforms to ``pipeline``: ``Read -> Execute``.
 
-    ``until_caught_up`` bounds an unbounded source (Kafka) at the end offsets seen now;
-    bounded sources (files) always stop at their end.
+    ``Execute`` runs the engine-neutral executor (decode, steps, dead letters, every writer;
+    :mod:`cdcflow.core.executor`), decoding one batch ahead on its own thread so that decoding
+    overlaps the sinks' server waits. ``until_caught_up`` bounds an unbounded source (Kafka) at
+    the end offsets seen now; bounded sources (files) always stop at their end.
     """
     coders.register()
     raw = _read(pipeline, plan, until_caught_up)
-    raw.element_type = RawBatch
-    # Decoding runs one batch ahead on its own thread, overlapping the sinks' server waits.
-    batches = (raw | "Decode" >> ApplyStep(plan.decode, carry=True, ahead=True))[EVENTS]
     # Declared element types select the batch coders: Beam samples element sizes on every
     # PCollection, and for untyped elements that means pickling whole batches.
-    batches.element_type = EventBatch
-    for index, step in enumerate(plan.steps):
-        label = f"Transform{index}:{getattr(step, 'name', type(step).__name__)}"
-        batches = (batches | label >> ApplyStep(step, carry=True))[EVENTS]
-        batches.element_type = EventBatch
-    stored = batches | "StoreDeadLetters" >> StoreDeadLetters(plan.dead_letters)
-    stored.element_type = EventBatch
-    for writer in plan.writers:
-        _ = stored | f"Write:{writer.name}" >> WriteTo(writer, plan.dead_letters)
+    raw.element_type = RawBatch
+    executor = BatchExecutor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
+    _ = raw | "Execute" >> Execute(executor, ahead=True)
 
 
 @contextmanager

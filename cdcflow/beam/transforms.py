@@ -1,4 +1,12 @@
-"""Beam PTransforms wrapping sources, steps, writers and dead-letter sinks."""
+"""Beam PTransforms wrapping sources, steps, writers and dead-letter sinks.
+
+The runner's pipeline is ``Read -> Execute``: :class:`Execute` runs the engine-neutral
+:class:`~cdcflow.core.executor.BatchExecutor` (decode, steps, dead letters, every writer) in one
+DoFn, the same write path the Flink operator runs. The other transforms (:class:`Decode`,
+:class:`Redact`, :class:`ApplyStep`, :class:`WriteTo`, :class:`StoreDeadLetters`,
+:class:`WriteDeadLetters`) compose the same components in a hand-written Beam pipeline;
+:class:`WriteTo` also writes through an executor.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +23,10 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from cdcflow.core.executor import BatchExecutor, BatchOutcome, store_dead_letters
 from cdcflow.core.source import PartitionKey, Source
 from cdcflow.core.writer import DeadLetterWriter, Writer
-from cdcflow.metrics import Counters, flat_name
-from cdcflow.schemas.canonical import dead_letter_dict, dumps
+from cdcflow.metrics import Counters, Labels, flat_name
 from cdcflow.schemas.model import DeadLetter, EventBatch, RawBatch
 
 EVENTS = "events"
@@ -209,7 +217,7 @@ class _StoreDeadLettersFn(beam.DoFn):  # type: ignore[misc]
 
     def process(self, batch: EventBatch) -> Iterator[EventBatch]:
         if batch.dead_letters:
-            _store(self.writer, batch.dead_letters)
+            store_dead_letters(self.writer, batch.dead_letters)
             self.stored.inc(len(batch.dead_letters))
             batch = msgspec.structs.replace(batch, dead_letters=[])
         yield batch
@@ -217,15 +225,6 @@ class _StoreDeadLettersFn(beam.DoFn):  # type: ignore[misc]
     def teardown(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def _store(writer: DeadLetterWriter | None, letters: list[DeadLetter]) -> None:
-    if writer is not None:
-        writer.write(letters)
-        return
-    # No dead-letter sink configured: never drop silently, log every letter as JSON.
-    for letter in letters:
-        log.error("dead letter: %s", dumps(dead_letter_dict(letter)).decode())
 
 
 class StoreDeadLetters(beam.PTransform):  # type: ignore[misc]
@@ -259,7 +258,7 @@ class _WriteDeadLettersFn(beam.DoFn):  # type: ignore[misc]
 
     def finish_bundle(self) -> None:
         if self._buffer:
-            _store(self.writer, self._buffer)
+            store_dead_letters(self.writer, self._buffer)
             self._buffer = []
 
     def teardown(self) -> None:
@@ -279,46 +278,117 @@ class WriteDeadLetters(beam.PTransform):  # type: ignore[misc]
         return pcoll | beam.ParDo(_WriteDeadLettersFn(self.writer))
 
 
-class _WriteFn(beam.DoFn):  # type: ignore[misc]
-    """Writes each batch with an engine-neutral writer; rejected rows go to the dead letters."""
+def export_outcome(outcome: BatchOutcome) -> None:
+    """Add what the executor did with one batch to Beam counters.
 
-    def __init__(self, writer: Writer, dead_letters: DeadLetterWriter | None) -> None:
-        self.writer = writer
-        self.dead_letters = dead_letters
-        self.written = Metrics.counter(NAMESPACE, f"events_written:{writer.name}")
-        self.rejected = Metrics.counter(NAMESPACE, f"rejected:{writer.name}")
+    ``dead_letters_stored`` (dead letters of decode and the steps), and per sink
+    ``events_written:<sink>`` and ``rejected:<sink>``; the run summary reads them.
+    """
+    if outcome.dead_letters:
+        Metrics.counter(NAMESPACE, "dead_letters_stored").inc(outcome.dead_letters)
+    for sink, result in outcome.results.items():
+        Metrics.counter(NAMESPACE, f"events_written:{sink}").inc(result.applied)
+        if result.rejected:
+            Metrics.counter(NAMESPACE, f"rejected:{sink}").inc(len(result.rejected))
+
+
+def export_metrics(drained: list[tuple[str, Labels, int]]) -> None:
+    """Add drained engine-neutral counter increments to Beam counters (``name{labels}``)."""
+    for name, labels, amount in drained:
+        Metrics.counter(NAMESPACE, flat_name(name, labels)).inc(amount)
+
+
+class _ExecuteFn(beam.DoFn):  # type: ignore[misc]
+    """Runs the executor on each raw batch; with ``ahead``, transforms one batch ahead.
+
+    ``process(batch N)`` hands decode and the steps of batch N to a background thread and
+    writes batch N-1 (already transformed) on the bundle's thread, so decoding overlaps the
+    sinks' server round trips. Batches keep their order (one worker thread) and the last one
+    is written in ``finish_bundle``, so a bundle (and the commit its finalization triggers)
+    still covers every batch written.
+    """
+
+    def __init__(self, executor: BatchExecutor, ahead: bool) -> None:
+        self.executor = executor
+        self.ahead = ahead
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[EventBatch] | None = None
 
     def setup(self) -> None:
-        self.writer.open()
-        if self.dead_letters is not None:
-            self.dead_letters.open()
+        self.executor.open()
+        if self.ahead:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="cdcflow-ahead")
 
-    def process(self, batch: EventBatch) -> Iterator[DeadLetter]:
-        if batch.dead_letters:
-            # Dead letters must be stored before a position covering them is committed.
-            _store(self.dead_letters, batch.dead_letters)
-        rejected: list[DeadLetter] = []
+    def start_bundle(self) -> None:
+        self._pending = None
 
-        def on_rejected(letters: list[DeadLetter]) -> None:
-            _store(self.dead_letters, letters)
-            rejected.extend(letters)
+    def _write_pending(self) -> Iterator[DeadLetter]:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            yield from self._write(pending.result())  # re-raises the transform's error here
 
-        counts = self.writer.last_applied is not None
-        if counts:
-            self.writer.last_applied = 0  # a fully replayed batch returns before counting
-        leftover = self.writer.write(batch, on_rejected=on_rejected)
-        if leftover:
-            _store(self.dead_letters, leftover)
-            rejected.extend(leftover)
-        applied = self.writer.last_applied if counts else None
-        self.rejected.inc(len(rejected))
-        self.written.inc((len(batch.events) if applied is None else applied) - len(rejected))
-        yield from rejected
+    def _write(self, batch: EventBatch) -> Iterator[DeadLetter]:
+        outcome = self.executor.write(batch)
+        export_outcome(outcome)
+        export_metrics(self.executor.drain_step_metrics())  # no transform is running now
+        yield from outcome.rejected
+
+    def process(self, raw: RawBatch) -> Iterator[DeadLetter]:
+        if self._pool is None:
+            yield from self._write(self.executor.transform(raw))
+            return
+        yield from self._write_pending()
+        self._pending = self._pool.submit(self.executor.transform, raw)
+
+    def finish_bundle(self) -> Iterator[Any]:
+        for letter in self._write_pending():
+            yield WindowedValue(letter, MIN_TIMESTAMP, (GlobalWindow(),))
 
     def teardown(self) -> None:
-        self.writer.close()
-        if self.dead_letters is not None:
-            self.dead_letters.close()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.executor.close()
+
+
+class Execute(beam.PTransform):  # type: ignore[misc]
+    """Run ``RawBatch`` elements through an engine-neutral executor, end to end.
+
+    Decode, every step, the dead letters and every writer, in the exactly-once order of
+    :mod:`cdcflow.core.executor`. The output holds the dead letters of rows a writer rejected
+    (already stored). ``ahead=True`` runs decode and the steps one batch ahead on a thread.
+    """
+
+    def __init__(self, executor: BatchExecutor, ahead: bool = True) -> None:
+        super().__init__()
+        self.executor = executor
+        self.ahead = ahead
+
+    def expand(self, pcoll: Any) -> Any:
+        """Execute each raw batch; output the rejected rows' dead letters."""
+        return pcoll | beam.ParDo(_ExecuteFn(self.executor, self.ahead))
+
+
+class _WriteFn(beam.DoFn):  # type: ignore[misc]
+    """Writes each batch through an executor holding one writer (no decode, no steps)."""
+
+    def __init__(self, writer: Writer, dead_letters: DeadLetterWriter | None) -> None:
+        self.executor = BatchExecutor(None, [], [writer], dead_letters)
+
+    def setup(self) -> None:
+        self.executor.open()
+
+    def process(self, batch: EventBatch) -> Iterator[DeadLetter]:
+        outcome = self.executor.write(batch)
+        export_outcome(outcome)
+        export_metrics(self.executor.drain_step_metrics())
+        yield from outcome.rejected
+
+    def teardown(self) -> None:
+        self.executor.close()
 
 
 class WriteTo(beam.PTransform):  # type: ignore[misc]

@@ -1,8 +1,10 @@
 """Describing failures in one line: which component failed, and why, without a traceback.
 
 The CLI ends every command's unexpected exception with one line built here. The component is
-found from Beam's step label (``[while running 'Write:mirror']``) or, outside Beam, from the
-traceback: the innermost frame that is a method of a source, a sink or the dead-letter sink.
+the one the executor noted on the exception (:func:`cdcflow.core.executor.component_of`), else
+found from Beam's step label (``[while running 'Write:mirror']``) of a hand-written pipeline,
+else from the traceback: the innermost frame that is a method of a source, a sink or the
+dead-letter sink.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ def _component_of(exc: BaseException, default: str) -> str:
     ``Write:mirror`` is ``sink 'mirror'``, ``StoreDeadLetters`` is ``dead_letter``,
     ``Transform0:redact`` is ``transforms[0] (redact)``; otherwise ``default``.
     """
+    named = _component_noted(exc)
+    if named is not None:
+        return named
     found = _BEAM_STEP.findall(_chain_text(exc))
     if not found:
         return _component_in_traceback(exc) or default
@@ -37,6 +42,17 @@ def _component_of(exc: BaseException, default: str) -> str:
     if label.startswith("Read"):
         return "source"
     return default
+
+
+def _component_noted(exc: BaseException) -> str | None:
+    """The component the executor noted on the innermost exception of the chain that has one."""
+    from cdcflow.core.executor import component_of
+
+    for error in reversed(_chain(exc)):
+        named = component_of(error)
+        if named is not None:
+            return named
+    return None
 
 
 def _component_in_traceback(exc: BaseException) -> str | None:

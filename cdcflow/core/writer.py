@@ -2,20 +2,44 @@
 
 A writer writes whole :class:`~cdcflow.schemas.model.EventBatch` values and, when it keeps
 positions (``keeps_positions``), stores the batch's ``last_offset`` for its partition in the
-same atomic step as the rows, so a replayed batch is skipped. ``write`` returns the dead
-letters of rows it rejected; it raises for failures that must stop the pipeline
-(:class:`~cdcflow.errors.TransientSinkError` after retries, or a terminal error).
+same atomic step as the rows, so a replayed batch is skipped. ``write`` returns a
+:class:`WriteResult`: how many events it applied and the dead letters of the rows it rejected,
+which it has handed to the ``reject`` sink before committing the position. It raises for
+failures that must stop the pipeline (:class:`~cdcflow.errors.TransientSinkError` after
+retries, or a terminal error).
+
+Engines do not call writers directly: :class:`cdcflow.core.executor.BatchExecutor` does, and
+passes a ``reject`` sink that stores dead letters durably.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.schemas.model import DeadLetter, EventBatch, TableId
 
-RejectHandler = Callable[[list[DeadLetter]], None]
+#: Stores the dead letters of rejected rows durably; raises when it cannot.
+RejectSink = Callable[[list[DeadLetter]], None]
+
+
+class WriteResult(NamedTuple):
+    """What one :meth:`Writer.write` did.
+
+    ``applied``: the events the sink applied (past its stored position, kept by its table
+    filter, rejected rows *not* included); 0 for a batch skipped as replayed. ``rejected``: the
+    dead letters of the rows the destination refused, already handed to the ``reject`` sink.
+    """
+
+    applied: int
+    rejected: list[DeadLetter]
+
+
+def skipped() -> WriteResult:
+    """The result of a batch at or below the stored position: nothing applied or rejected."""
+    return WriteResult(0, [])
 
 
 class Writer:
@@ -25,11 +49,6 @@ class Writer:
     name: str = "sink"
     #: True when the writer stores positions atomically with its rows.
     keeps_positions: bool = False
-    #: How many events of the last ``write`` the sink applied (events past its stored
-    #: position and kept by its table filter, rejected rows included), for run summaries and
-    #: metrics. ``None`` when the writer does not count: every event handed to it is then
-    #: counted as written. Engines set it to 0 before each ``write`` of a counting writer.
-    last_applied: int | None = None
     #: True in a streaming run: transient failures are retried for the sink's streaming retry
     #: span rather than a number of attempts (:mod:`cdcflow.io.retry`). Set by the engine.
     streaming: bool = False
@@ -56,14 +75,13 @@ class Writer:
         finally:
             self.close()
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
-        """Write one batch (and its position) atomically.
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
+        """Write one batch (and its position) atomically; say what was applied and rejected.
 
-        Rows the destination rejects become dead letters: when ``on_rejected`` is given it is
-        called with them *before* the batch's position is committed (so a crash cannot lose
-        them) and ``write`` returns an empty list; otherwise they are returned.
+        Rows the destination rejects become dead letters. They are always listed in the
+        result's ``rejected``; when ``reject`` is given (the executor always gives it) it is
+        called with them *before* the batch's position is committed, so a crash between the
+        two cannot lose them. A writer must not commit a position when ``reject`` raises.
         """
         raise NotImplementedError
 

@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from cdcflow.core.executor import BatchExecutor
 from cdcflow.errors import missing_extra
 from cdcflow.flink import sitedirs
 from cdcflow.flink.plan import (
@@ -23,7 +24,7 @@ from cdcflow.flink.plan import (
     partitioned_by_partition,
     source_table_ddl,
 )
-from cdcflow.flink.processor import BatchProcessor, raw_batch
+from cdcflow.flink.processor import raw_batch
 from cdcflow.flink.stats import RunStats, StatsFile, worker_error, write_error
 from cdcflow.metrics import Labels
 from cdcflow.pipelines.config import PipelineConfig
@@ -82,14 +83,20 @@ def flink_configuration(spec: JobSpec) -> Any:
     return conf
 
 
-def processor_for(config: PipelineConfig) -> BatchProcessor:
-    """Build the pipeline's components on the worker and wrap them in a processor."""
+def executor_for(config: PipelineConfig) -> BatchExecutor:
+    """Build the pipeline's components on the worker and wrap them in the executor.
+
+    Window rows of one partition reach one operator instance in offset order, so the
+    executor checks the order (a batch going back would be skipped by the writers).
+    """
     plan = plan_pipeline(config, check_tables=False)  # checked by the driver
-    return BatchProcessor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
+    return BatchExecutor(
+        plan.decode, plan.steps, plan.writers, plan.dead_letters, check_order=True
+    )
 
 
 class ProcessBatches(MapFunction):  # type: ignore[misc]
-    """The Python operator: turns window rows into raw batches and runs the processor.
+    """The Python operator: turns window rows into raw batches and runs the executor.
 
     It ships the validated pipeline config, not built components: the components are built
     on the worker in :meth:`open` (clients and locks never cross a pickle). The config
@@ -106,7 +113,7 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         self._config_blob = cloudpickle.dumps(config)
         self.site_dirs = _site_dirs()
         self.stats_dir = stats_dir
-        self.processor: BatchProcessor | None = None
+        self.executor: BatchExecutor | None = None
         self._stats: RunStats | None = None
         self._stats_file: StatsFile | None = None
         self._instance = ""
@@ -122,8 +129,8 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         try:
             sitedirs.activate(self.site_dirs)
             config = pickle.loads(self._config_blob)  # noqa: S301 - written by the driver
-            self.processor = processor_for(config)
-            self.processor.open()
+            self.executor = executor_for(config)
+            self.executor.open()
         except BaseException as exc:
             self._report(exc, "open")
             raise
@@ -152,21 +159,21 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
         Returns the batch's last offset.
         """
         raw = raw_batch(row[0], int(row[1]), row[2], row[3], row[4])
-        assert self.processor is not None
-        dead_before = self.processor.counters.dead_letters
+        assert self.executor is not None
+        counters = self.executor.counters
+        dead_before = counters.all_dead_letters
         try:
-            self.processor.process(raw)
+            self.executor.process(raw)
         except Exception as exc:
             self._report(exc, "batch")
             raise
         self._records.inc(len(raw.records))
-        self._dead.inc(self.processor.counters.dead_letters - dead_before)
-        for name, labels, amount in self.processor.drain_step_metrics():
+        self._dead.inc(counters.all_dead_letters - dead_before)
+        for name, labels, amount in self.executor.drain_step_metrics():
             self._step_counter(name, labels).inc(amount)
         if self._stats is not None and self._stats_file is not None:
-            counters = self.processor.counters
             self._stats.records_read = counters.records
-            self._stats.dead_letters = counters.dead_letters
+            self._stats.dead_letters = counters.all_dead_letters
             self._stats.written = dict(counters.written)
             self._stats.last_offsets[raw.partition_key] = raw.last_offset
             self._stats_file.write(self._stats)
@@ -188,8 +195,8 @@ class ProcessBatches(MapFunction):  # type: ignore[misc]
 
     def close(self) -> None:
         """Close the writers."""
-        if self.processor is not None:
-            self.processor.close()
+        if self.executor is not None:
+            self.executor.close()
 
 
 def build(env: Any, spec: JobSpec) -> None:

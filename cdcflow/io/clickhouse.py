@@ -47,7 +47,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from cdcflow.core.components import BuildContext, SinkConfig
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectHandler
+from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.ch_types import (
     ConvertColumn,
@@ -315,20 +315,17 @@ class ClickHouseWriter(NamespacedTableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
         """Write one batch, then its position (retried when the failure is transient)."""
         key = batch.partition_key
         committed = self._positions.get(key, -1)
         if batch.last_offset <= committed:
-            return []
+            return skipped()
         events = self._new_events(batch, committed)
         what = self._write_what(batch)
         dead: list[DeadLetter] = self._with_retry(lambda: self._apply(events), what)
-        if dead and on_rejected is not None:
-            on_rejected(dead)
-            dead = []
+        if dead and reject is not None:
+            reject(dead)
 
         def store() -> None:
             self._execute(
@@ -348,7 +345,7 @@ class ClickHouseWriter(NamespacedTableWriter):
 
         self._with_retry(store, what)
         self._positions[key] = batch.last_offset
-        return dead
+        return WriteResult(len(events) - len(dead), dead)
 
     def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
         return call_with_retry(

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field
 
 from cdcflow.core.components import BuildContext, SinkConfig
-from cdcflow.core.writer import RejectHandler, Writer
-from cdcflow.schemas.model import DeadLetter, EventBatch
+from cdcflow.core.writer import RejectSink, Writer, WriteResult
+from cdcflow.schemas.model import EventBatch
 
 
 class NullWriter(Writer):
@@ -20,12 +20,10 @@ class NullWriter(Writer):
         self.name = name
         self.events = 0
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
-        """Count the batch's events."""
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
+        """Count the batch's events (all of them are applied)."""
         self.events += len(batch.events)
-        return []
+        return WriteResult(len(batch.events), [])
 
 
 class NullSinkConfig(SinkConfig):

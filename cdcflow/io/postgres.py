@@ -56,7 +56,7 @@ from pydantic import Field, SecretStr
 
 from cdcflow.core.components import BuildContext, SinkConfig
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectHandler
+from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
@@ -414,15 +414,14 @@ class PostgresWriter(NamespacedTableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
         """Apply one batch and store its position in one transaction, retrying transients."""
         key = batch.partition_key
         if batch.last_offset <= self._positions.get(key, -1):
-            return []
+            return skipped()
         what = self._write_what(batch)
-        return self._with_retry(lambda: self._write_once(batch, on_rejected), what)
+        result: WriteResult = self._with_retry(lambda: self._write_once(batch, reject), what)
+        return result
 
     def _with_retry(self, operation: Any, what: str) -> Any:
         return call_with_retry(
@@ -441,25 +440,27 @@ class PostgresWriter(NamespacedTableWriter):
             except Exception:  # the connection is broken anyway
                 log.debug("closing a broken connection failed", exc_info=True)
 
-    def _write_once(self, batch: EventBatch, on_rejected: RejectHandler | None) -> list[DeadLetter]:
+    def _write_once(self, batch: EventBatch, reject: RejectSink | None) -> WriteResult:
         conn = self._connect()
         key = batch.partition_key
         dead: list[DeadLetter] = []
+        applied = 0
         try:
             with conn.transaction():
                 committed = self._claim_position(conn, key, batch.last_offset)
                 if batch.last_offset > committed:
-                    dead = self._apply(conn, self._new_by_target(batch, committed))
-                    if dead and on_rejected is not None:
-                        on_rejected(dead)
-                        dead = []
+                    groups = self._new_by_target(batch, committed)
+                    dead = self._apply(conn, groups)
+                    if dead and reject is not None:
+                        reject(dead)
+                    applied = sum(len(group) for group in groups.values()) - len(dead)
                     committed = batch.last_offset
         except BaseException:
             self._tables.clear()
             self._stages.clear()
             raise
         self._positions[key] = committed
-        return dead
+        return WriteResult(applied, dead)
 
     def _claim_position(self, conn: psycopg.Connection[Any], key: PartitionKey, offset: int) -> int:
         """Store ``offset`` as ``key``'s position if the stored one is the cached one.

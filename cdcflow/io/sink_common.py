@@ -48,7 +48,6 @@ class TableWriter(Writer):
         self.table_map = dict(table_map or {})
         self.truncate = truncate
         self._positions: dict[PartitionKey, int] = {}
-        self.last_applied = 0
         #: ``sink_unmatched_patterns{sink, pattern}``: ``tables:`` patterns that matched no
         #: table in the first :data:`WARN_AFTER_BATCHES` batches (docs/redaction.md).
         self.metrics = Counters()
@@ -62,7 +61,6 @@ class TableWriter(Writer):
         """The events of ``batch`` after the ``committed`` offset, of tables the filter keeps."""
         keep = self.filter
         events = [e for e in batch.events if e.position.offset > committed and keep(e.table)]
-        self.last_applied = len(events)
         self._batches += 1
         if self._batches == WARN_AFTER_BATCHES:
             for pattern in keep.unmatched():
@@ -131,7 +129,6 @@ class NamespacedTableWriter(TableWriter):
             group.append(event)
         return groups
 
-
     def _new_by_target(
         self, batch: EventBatch, committed: int
     ) -> dict[Target, list[ChangeEvent]]:
@@ -162,8 +159,8 @@ class NamespacedTableWriter(TableWriter):
                 last_table = table
             if last_group is not None:
                 last_group.append(event)
-        self.last_applied = sum(len(group) for group in groups.values())
         return groups
+
 
 class KnownTable(Protocol):
     """What :func:`covers` needs to know about a target table."""

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 
 from cdcflow.core.components import BuildContext, SinkConfig, check_table_patterns
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectHandler
+from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import SinkError
 from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
 from cdcflow.schemas.canonical import dumps
@@ -229,24 +229,21 @@ class SqliteWriter(TableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(
-        self, batch: EventBatch, on_rejected: RejectHandler | None = None
-    ) -> list[DeadLetter]:
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
         """Apply one batch and store its position in the same transaction."""
         conn = self._require()
         key = batch.partition_key
         committed = self._positions.get(key, -1)
         if batch.last_offset <= committed:
-            return []
+            return skipped()
         events = self._new_events(batch, committed)
         dead: list[DeadLetter] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 dead = self._apply(conn, events)
-                if dead and on_rejected is not None:
-                    on_rejected(dead)
-                    dead = []
+                if dead and reject is not None:
+                    reject(dead)
                 conn.execute(
                     'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
                     "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
@@ -262,7 +259,7 @@ class SqliteWriter(TableWriter):
         except sqlite3.Error as exc:
             raise SinkError(f"sink {self.name!r}: SQLite write failed: {exc}") from exc
         self._positions[key] = batch.last_offset
-        return dead
+        return WriteResult(len(events) - len(dead), dead)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -28,7 +28,7 @@ def _open(sink: SinkUnderTest) -> None:
     writer = sink.make()
     try:
         assert writer.keeps_positions
-        assert writer.write(batch(opening_orders())) == []
+        assert writer.write(batch(opening_orders())).rejected == []
     finally:
         writer.close()
     assert sink.state() == OPENED
@@ -40,10 +40,10 @@ def test_a_replayed_batch_changes_nothing(sink: SinkUnderTest) -> None:
     writer = sink.make()  # a restart: positions come from the destination
     try:
         assert writer.committed_positions() == {STREAM: 3}
-        assert writer.write(batch(opening_orders())) == []
+        assert writer.write(batch(opening_orders())).rejected == []
         # a batch overlapping the stored position applies only what is new
         overlap = [*opening_orders()[2:], event("c", 4, 4, after=order_row(4))]
-        assert writer.write(batch(overlap)) == []
+        assert writer.write(batch(overlap)).rejected == []
     finally:
         writer.close()
     assert sink.state() == {**OPENED, 4: (4, "hello")}
@@ -90,12 +90,12 @@ def test_rejected_rows_reach_the_dead_letters_before_the_position_commits(
     try:
         result = writer.write(
             batch([event("c", 4, 4, after=order_row(4)), sink.rejected(5, 5)]),
-            on_rejected=lambda letters: seen.append((list(letters), sink.positions())),
+            reject=lambda letters: seen.append((list(letters), sink.positions())),
         )
     finally:
         writer.close()
-    assert result == []
     ((letters, positions_then),) = seen
+    assert result.rejected == letters and result.applied == 1
     assert [(d.position.offset if d.position else None) for d in letters] == [5]
     assert letters[0].step == "sink:contract" and letters[0].event is not None
     assert positions_then == {STREAM: 3}
@@ -114,7 +114,7 @@ def test_a_failed_batch_leaves_no_position_behind(sink: SinkUnderTest) -> None:
         with pytest.raises(Exception, match="dead-letter store unavailable"):
             writer.write(
                 batch([event("c", 4, 4, after=order_row(4)), sink.rejected(5, 5)]),
-                on_rejected=dead_letter_store_down,
+                reject=dead_letter_store_down,
             )
     finally:
         writer.close()
@@ -123,7 +123,8 @@ def test_a_failed_batch_leaves_no_position_behind(sink: SinkUnderTest) -> None:
         assert sink.state() == OPENED
     retry = sink.make()  # the batch is written again after the failure
     try:
-        letters = retry.write(batch([event("c", 4, 4, after=order_row(4)), sink.rejected(5, 5)]))
+        replayed = batch([event("c", 4, 4, after=order_row(4)), sink.rejected(5, 5)])
+        letters = retry.write(replayed).rejected
     finally:
         retry.close()
     assert [d.position.offset for d in letters if d.position] == [5]

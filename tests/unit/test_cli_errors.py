@@ -43,7 +43,7 @@ class BoomWriter(Writer):
             raise RuntimeError("boom in check")
         return []
 
-    def write(self, batch, on_rejected=None):
+    def write(self, batch, reject=None):
         raise RuntimeError("boom in write")
 
 

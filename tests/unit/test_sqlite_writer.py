@@ -97,7 +97,7 @@ def test_create_update_read_upsert(writer: SqliteWriter, db: Path) -> None:
             ev("r", 3, after={"id": 2, "status": "cancelled", "total": Decimal("5.00")}),
             ev("c", 4, after={"id": 1, "status": "delivered", "total": Decimal("9.90")}),
         )
-    )
+    ).rejected
     assert dead == []
     assert rows(db, "orders") == [
         {"id": 1, "status": "delivered", "total": "9.90"},
@@ -118,13 +118,13 @@ def test_delete_with_key_only(writer: SqliteWriter, db: Path) -> None:
     writer.write(
         batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("c", 1, after={"id": 2, "s": "b"}))
     )
-    dead = writer.write(batch(ev("d", 2, key={"id": 2}, before=None)))
+    dead = writer.write(batch(ev("d", 2, key={"id": 2}, before=None))).rejected
     assert dead == []
     assert rows(db, "orders") == [{"id": 1, "s": "a"}]
 
 
 def test_delete_of_unknown_table_creates_nothing(writer: SqliteWriter, db: Path) -> None:
-    dead = writer.write(batch(ev("d", 0, before={"id": 1, "s": "a"})))
+    dead = writer.write(batch(ev("d", 0, before={"id": 1, "s": "a"}))).rejected
     assert dead == []
     assert columns(db, "orders") == {}
     assert writer.committed_positions() == {("topic", "0"): 0}
@@ -222,7 +222,7 @@ def test_truncate_ignore_keeps_rows(db: Path) -> None:
 def test_truncate_of_unknown_table_is_a_no_op(writer: SqliteWriter, db: Path) -> None:
     dead = writer.write(
         batch(ChangeEvent(op=Op.TRUNCATE, table=ORDERS, position=Position("topic", 0, 0)))
-    )
+    ).rejected
     assert dead == []
     assert columns(db, "orders") == {}
     assert writer.committed_positions() == {("topic", "0"): 0}
@@ -359,7 +359,7 @@ def test_primary_key_from_schema_key_columns_when_message_has_no_key(
         after={"code": "A", "v": 1},
         schema=schema,
     )
-    assert writer.write(batch(event)) == []
+    assert writer.write(batch(event)).rejected == []
     assert columns(db, "orders")["code"] == ("TEXT", 1)
 
 
@@ -396,7 +396,7 @@ def test_existing_table_is_reused_after_reopen(db: Path) -> None:
     first.close()
     second = SqliteWriter(name="mirror", path=db, pipeline="shop")
     second.open()
-    assert second.write(batch(ev("u", 1, after={"id": 1, "s": "b", "n": 2}))) == []
+    assert second.write(batch(ev("u", 1, after={"id": 1, "s": "b", "n": 2}))).rejected == []
     second.close()
     assert rows(db, "orders") == [{"id": 1, "s": "b", "n": 2}]
 
@@ -452,8 +452,8 @@ def test_replaying_a_batch_changes_nothing(writer: SqliteWriter, db: Path) -> No
     writer.write(first)
     writer.write(second)
     before = sqlite_dump(db)
-    assert writer.write(first) == []
-    assert writer.write(second) == []
+    assert writer.write(first).rejected == []
+    assert writer.write(second).rejected == []
     assert sqlite_dump(db) == before
     assert rows(db, "orders") == [{"id": 1, "s": "z"}]
 
@@ -468,7 +468,7 @@ def test_replay_after_reopen_changes_nothing(db: Path) -> None:
     again = SqliteWriter(name="mirror", path=db, pipeline="shop")
     again.open()
     assert again.committed_positions() == {("topic", "0"): 2}
-    assert again.write(the_batch) == []
+    assert again.write(the_batch).rejected == []
     again.close()
     assert sqlite_dump(db) == before
 
@@ -562,7 +562,7 @@ def _bad_batch() -> EventBatch:
 
 
 def test_rejected_rows_are_returned_as_dead_letters(writer: SqliteWriter, db: Path) -> None:
-    dead = writer.write(_bad_batch())
+    dead = writer.write(_bad_batch()).rejected
     assert [(d.position.offset, d.step, d.error_type) for d in dead if d.position] == [
         (2, "sink:mirror", "TypeError"),
         (1, "sink:mirror", "IntegrityError"),
@@ -576,7 +576,7 @@ def test_rejected_rows_are_returned_as_dead_letters(writer: SqliteWriter, db: Pa
     assert writer.committed_positions() == {("topic", "0"): 3}
 
 
-def test_on_rejected_is_called_before_the_commit(writer: SqliteWriter, db: Path) -> None:
+def test_reject_is_called_before_the_commit(writer: SqliteWriter, db: Path) -> None:
     seen: list[tuple[list[DeadLetter], list[tuple[Any, ...]]]] = []
 
     def on_rejected(letters: list[DeadLetter]) -> None:
@@ -587,9 +587,10 @@ def test_on_rejected_is_called_before_the_commit(writer: SqliteWriter, db: Path)
             probe.close()
         seen.append((letters, stored))
 
-    assert writer.write(_bad_batch(), on_rejected=on_rejected) == []
+    result = writer.write(_bad_batch(), reject=on_rejected)
     assert len(seen) == 1
     letters, stored_during_callback = seen[0]
+    assert result.rejected == letters  # the result lists what the sink was handed
     assert sorted(d.position.offset for d in letters if d.position) == [1, 2]
     assert stored_during_callback == [], "the batch's position was committed before the call"
     assert writer.committed_positions() == {("topic", "0"): 3}
@@ -598,12 +599,12 @@ def test_on_rejected_is_called_before_the_commit(writer: SqliteWriter, db: Path)
     probe.close()
 
 
-def test_failing_on_rejected_aborts_the_batch(writer: SqliteWriter, db: Path) -> None:
+def test_failing_reject_aborts_the_batch(writer: SqliteWriter, db: Path) -> None:
     def on_rejected(letters: list[DeadLetter]) -> None:
         raise SinkError("dead-letter sink is down")
 
     with pytest.raises(SinkError, match="dead-letter sink is down"):
-        writer.write(_bad_batch(), on_rejected=on_rejected)
+        writer.write(_bad_batch(), reject=on_rejected)
     assert writer.committed_positions() == {}
     assert columns(db, "orders") == {}
 
@@ -612,7 +613,7 @@ def test_event_without_any_key_is_rejected(writer: SqliteWriter, db: Path) -> No
     event = ChangeEvent(
         op=Op.CREATE, table=ORDERS, position=Position("topic", 0, 0), after={"v": 1}
     )
-    dead = writer.write(batch(event))
+    dead = writer.write(batch(event)).rejected
     assert len(dead) == 1
     assert "no primary key known for shop.public.orders" in dead[0].reason
     assert "key_columns" in dead[0].reason
@@ -623,14 +624,15 @@ def test_existing_table_without_primary_key_is_rejected(writer: SqliteWriter, db
     conn.execute("CREATE TABLE orders (id INTEGER, s TEXT)")
     conn.commit()
     conn.close()
-    dead = writer.write(batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("d", 1, key={"id": 1})))
+    both = batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("d", 1, key={"id": 1}))
+    dead = writer.write(both).rejected
     assert len(dead) == 2
     assert all("exists without a primary key" in d.reason for d in dead)
 
 
 def test_upsert_without_row_image_is_rejected(writer: SqliteWriter) -> None:
     event = ChangeEvent(op=Op.UPDATE, table=ORDERS, position=Position("topic", 0, 0), key={"id": 1})
-    dead = writer.write(batch(event))
+    dead = writer.write(batch(event)).rejected
     assert [d.reason for d in dead] == ["'u' event for shop.public.orders has no row image"]
 
 
@@ -716,19 +718,21 @@ def test_sqlite_value_rejects_unknown_types() -> None:
         sqlite_value(object())
 
 
-def test_last_applied_counts_only_new_events_of_kept_tables(db: Path) -> None:
+def test_applied_counts_only_new_events_of_kept_tables(db: Path) -> None:
     writer = SqliteWriter(name="mirror", path=db, pipeline="shop", tables="shop.public.orders")
     writer.open()
     try:
-        writer.write(batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("c", 1, after={"id": 2})))
-        assert writer.last_applied == 2
+        first = writer.write(
+            batch(ev("c", 0, after={"id": 1, "s": "a"}), ev("c", 1, after={"id": 2}))
+        )
+        assert first.applied == 2
         overlapping = batch(
             ev("u", 1, after={"id": 2, "s": "old"}),
             ev("u", 2, after={"id": 1, "s": "new"}),
             ev("c", 3, table=ARTICLES, after={"id": 9}),
         )
-        writer.write(overlapping)
-        assert writer.last_applied == 1  # offset 1 was stored, articles are filtered out
+        assert writer.write(overlapping).applied == 1  # offset 1 stored, articles filtered out
+        assert writer.write(overlapping).applied == 0  # a replay applies nothing
     finally:
         writer.close()
 

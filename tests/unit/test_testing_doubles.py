@@ -77,7 +77,7 @@ def test_memory_writer_skips_replays_and_rejects_keyless_rows_before_committing(
     writer.write(eb(ev(0, name="a")))
     writer.write(
         eb(ev(1, key=None, name="no key"), ev(2, name="b")),
-        on_rejected=lambda letters: seen.append((letters, writer.committed_positions())),
+        reject=lambda letters: seen.append((letters, writer.committed_positions())),
     )
     ((letters, positions_then),) = seen
     assert [(d.step, d.error_type, d.position.offset) for d in letters if d.position] == [
@@ -85,10 +85,9 @@ def test_memory_writer_skips_replays_and_rejects_keyless_rows_before_committing(
     ]
     assert positions_then == {("users", "0"): 0}  # not yet committed when letters were handed
     before = writer.rows(str(TABLE))
-    assert writer.write(eb(ev(1, name="replayed"), ev(2, name="again"))) == []
+    assert writer.write(eb(ev(1, name="replayed"), ev(2, name="again"))) == (0, [])
     assert writer.rows(str(TABLE)) == before == [{"id": 1, "name": "b"}]
-    assert writer.last_applied == 0
-    returned = MemoryWriter().write(eb(ev(0, key=None)))
+    returned = MemoryWriter().write(eb(ev(0, key=None))).rejected
     assert [d.error_type for d in returned] == ["RowRejectedError"]
 
 
@@ -122,11 +121,12 @@ def test_faulty_writer_rejects_chosen_rows_before_the_position_commits() -> None
     seen: list[dict[tuple[str, str], int]] = []
     out = writer.write(
         eb(ev(0, name="x"), ev(1, key=2, name="y")),
-        on_rejected=lambda letters: seen.append(inner.committed_positions()),
+        reject=lambda letters: seen.append(inner.committed_positions()),
     )
-    assert out == [] and seen == [{}]
+    assert [d.position.offset for d in out.rejected if d.position] == [0]
+    assert out.applied == 1 and seen == [{}]
     assert inner.rows(str(TABLE)) == [{"id": 2, "name": "y"}]
-    again = writer.write(eb(ev(0, name="x"), ev(1, key=2, name="y")))
+    again = writer.write(eb(ev(0, name="x"), ev(1, key=2, name="y"))).rejected
     assert again == []  # a replayed batch rejects nothing twice
 
 

@@ -79,7 +79,7 @@ def test_binary_copy_round_trips_every_mapped_type(pg_database: str) -> None:
             change("c", 2, 3, {"id": 3, **FULL}),
             change("c", 3, 4, {"id": 4, **FULL}),
         ]
-        assert w.write(batch(first)) == []
+        assert w.write(batch(first)).rejected == []
         unsent = {k: v for k, v in FULL.items() if k != "note"}
         second = [
             # note is TOASTed and not sent: the stored value stays
@@ -88,7 +88,7 @@ def test_binary_copy_round_trips_every_mapped_type(pg_database: str) -> None:
             # a value text COPY rejects (out of range for integer) is a dead letter, not wrapped
             change("u", 6, 4, {"id": 4, **FULL, "i2": 2**40}),
         ]
-        dead = w.write(batch(second))
+        dead = w.write(batch(second)).rejected
     finally:
         w.close()
     assert [d.position.offset for d in dead if d.position] == [6]

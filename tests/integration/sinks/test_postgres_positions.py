@@ -150,7 +150,7 @@ def test_one_column_deletes(pg_database: str, sql_type: str, keys: list[Any]) ->
     w = writer(pg_database)
     try:
         creates = [change("c", n, k, after={"k": k, "v": str(n)}) for n, k in enumerate(keys)]
-        assert w.write(batch(creates)) == []
+        assert w.write(batch(creates)).rejected == []
         deleted = w.write(
             batch(
                 [
@@ -159,7 +159,7 @@ def test_one_column_deletes(pg_database: str, sql_type: str, keys: list[Any]) ->
                     change("d", 12, keys[2], before={"k": keys[2]}),  # twice in one batch
                 ]
             )
-        )
+        ).rejected
         assert deleted == []
     finally:
         w.close()

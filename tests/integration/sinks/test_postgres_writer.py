@@ -45,7 +45,7 @@ def test_upsert_mirror_with_types_unavailable_columns_and_replay(pg_database: st
     w = writer(pg_database)
     try:
         first = opening_orders()
-        assert w.write(batch(first)) == []
+        assert w.write(batch(first)).rejected == []
         second = [
             # note is a TOASTed column the source did not send: keep the stored value
             note_unsent("u", 4, 1, qty=6),
@@ -54,12 +54,12 @@ def test_upsert_mirror_with_types_unavailable_columns_and_replay(pg_database: st
             event("d", 6, 3, before=order_row(3)),
             note_unsent("c", 7, 3, qty=33),
         ]
-        assert w.write(batch(second)) == []
+        assert w.write(batch(second)).rejected == []
         # replaying both batches (a restart from an older position) changes nothing
-        assert w.write(batch(first)) == []
+        assert w.write(batch(first)).rejected == []
         fresh = writer(pg_database)
         try:
-            assert fresh.write(batch(second)) == []
+            assert fresh.write(batch(second)).rejected == []
             assert fresh.committed_positions() == {("orders.jsonl", "0"): 7}
         finally:
             fresh.close()
@@ -170,8 +170,8 @@ def test_rejected_rows_go_to_dead_letters_and_the_rest_commits(pg_database: str)
                     event("c", 5, 5, after=None),  # no row image
                 ]
             ),
-            on_rejected=letters.extend,
-        )
+            reject=letters.extend,
+        ).rejected
     finally:
         w.close()
     assert result == []
@@ -248,7 +248,7 @@ def test_timescaledb_mode_creates_a_hypertable_on_the_source_timestamp(pg_databa
                     event("c", 1, 2, after=order_row(2), ts_ms=None),
                 ]
             ),
-            on_rejected=letters.extend,
+            reject=letters.extend,
         )
     finally:
         w.close()
