@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.schemas.model import DeadLetter, EventBatch, TableId
@@ -37,6 +37,36 @@ class WriteResult(NamedTuple):
     rejected: list[DeadLetter]
 
 
+class Capabilities(NamedTuple):
+    """What a writer can do with the events it gets; the plan checks a pipeline against it.
+
+    * ``upsert``: creates and updates are applied by key (a mirror), not appended;
+    * ``delete``: deletes remove the row;
+    * ``truncate``: truncate events empty the table (``truncate: apply``);
+    * ``keeps_unavailable``: columns Debezium marks unavailable (TOAST) keep their stored
+      value instead of being overwritten by the placeholder;
+    * ``schema_changes``: schema-change markers are applied to the destination;
+    * ``idempotent``: writing the same batch twice has the effect of writing it once, even
+      without stored positions.
+
+    Whether the writer stores positions with its rows is :attr:`Writer.keeps_positions`.
+    """
+
+    upsert: bool = False
+    delete: bool = False
+    truncate: bool = False
+    keeps_unavailable: bool = False
+    schema_changes: bool = False
+    idempotent: bool = False
+
+
+#: A sink mirroring tables by key with positions in the same transaction (SQLite, PostgreSQL,
+#: ClickHouse): everything but schema changes.
+MIRROR = Capabilities(
+    upsert=True, delete=True, truncate=True, keeps_unavailable=True, idempotent=True
+)
+
+
 def skipped() -> WriteResult:
     """The result of a batch at or below the stored position: nothing applied or rejected."""
     return WriteResult(0, [])
@@ -49,6 +79,9 @@ class Writer:
     name: str = "sink"
     #: True when the writer stores positions atomically with its rows.
     keeps_positions: bool = False
+    #: What the writer can do (see :class:`Capabilities`); the plan refuses a pipeline that
+    #: asks a sink for more.
+    capabilities: ClassVar[Capabilities] = Capabilities()
     #: True in a streaming run: transient failures are retried for the sink's streaming retry
     #: span rather than a number of attempts (:mod:`cdcflow.io.retry`). Set by the engine.
     streaming: bool = False
