@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Sequence
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.schemas.model import DeadLetter, EventBatch, TableId
@@ -60,8 +60,8 @@ class Capabilities(NamedTuple):
     idempotent: bool = False
 
 
-#: A sink mirroring tables by key with positions in the same transaction (SQLite, PostgreSQL,
-#: ClickHouse): everything but schema changes.
+#: A sink mirroring tables by key (SQLite, PostgreSQL, ClickHouse in their default mode):
+#: everything but schema changes.
 MIRROR = Capabilities(
     upsert=True, delete=True, truncate=True, keeps_unavailable=True, idempotent=True
 )
@@ -79,9 +79,10 @@ class Writer:
     name: str = "sink"
     #: True when the writer stores positions atomically with its rows.
     keeps_positions: bool = False
-    #: What the writer can do (see :class:`Capabilities`); the plan refuses a pipeline that
-    #: asks a sink for more.
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: What the writer can do (see :class:`Capabilities`), set per class or per instance (a
+    #: history-mode table sink appends, so it is not idempotent); the plan refuses a pipeline
+    #: that asks a sink for more.
+    capabilities: Capabilities = Capabilities()
     #: True in a streaming run: transient failures are retried for the sink's streaming retry
     #: span rather than a number of attempts (:mod:`cdcflow.io.retry`). Set by the engine.
     streaming: bool = False
