@@ -98,6 +98,36 @@ def flink_options(config: PipelineConfig) -> FlinkOptions:
     return options if isinstance(options, FlinkOptions) else FlinkOptions()
 
 
+#: The source types the Flink engine runs: Flink's own Kafka connector reads them. Every other
+#: source (``file``, and the Kinesis and DynamoDB Streams sources to come) runs on the Beam
+#: engine (docs/flink.md, "Which engine runs which source").
+FLINK_SOURCE_TYPES = frozenset({"kafka"})
+
+
+def flink_source_problem(config: PipelineConfig) -> str | None:
+    """Why the Flink engine cannot read ``config``'s sources (located), or None when it can."""
+    for index, source in enumerate(config.all_sources):
+        if source.type not in FLINK_SOURCE_TYPES:
+            loc = ("source", "type") if config.source is not None else ("sources", index, "type")
+            return (
+                f"{config.locate(loc)}: the Flink engine reads Kafka sources only "
+                f"(type: kafka), not {source.type!r}; {source.type!r} sources run on the Beam "
+                "engine (cdcflow run without --engine flink; see docs/flink.md)"
+            )
+    return None
+
+
+def check_flink_sources(config: PipelineConfig) -> None:
+    """Raise :class:`ConfigError` when the Flink engine cannot read ``config``'s sources.
+
+    Checked on the configuration alone (nothing is built or connected), first thing in
+    :func:`prepare_job` and by ``cdcflow validate --engine flink``.
+    """
+    problem = flink_source_problem(config)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
 def kafka_settings(plan: Plan) -> Any:
     """The Kafka settings of the plan's source; ConfigError for any other kind of source."""
     settings = getattr(plan.source, "settings", None)
@@ -157,6 +187,7 @@ def prepare_job(
     and resolves their start offsets. Raises :class:`ConfigError` for bad configuration and
     other :class:`~cdcflow.errors.CdcflowError` subclasses for unreachable systems.
     """
+    check_flink_sources(config)
     options = flink_options(config)
     plan = plan_pipeline(config)
     settings = kafka_settings(plan)

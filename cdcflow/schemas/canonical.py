@@ -144,6 +144,8 @@ def event_dict(event: ChangeEvent) -> dict[str, Any]:
         }
     if event.meta:
         out["meta"] = event.meta
+    if event.profile is not None:
+        out["profile"] = event.profile
     return out
 
 

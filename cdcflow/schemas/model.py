@@ -157,6 +157,9 @@ class ChangeEvent(msgspec.Struct, kw_only=True, gc=False):
     send (Debezium's TOAST placeholder); those columns are absent from ``before``/``after`` and a
     sink must keep the value it already stores. ``key`` holds the primary-key columns when known.
     ``meta`` keeps extra fields of unwrapped records (``__lsn``...), without the ``__`` prefix.
+    ``profile`` is the processing profile the event is routed by (``full``, ``index_only``,
+    ``archive``, or any other name), set by a routing step from the event's table; ``None``
+    when no step routed it. Writers filter on it with :class:`cdcflow.core.routing.ProfileFilter`.
     """
 
     op: Op
@@ -171,6 +174,7 @@ class ChangeEvent(msgspec.Struct, kw_only=True, gc=False):
     transaction: TransactionInfo | None = None
     schema: TableSchema | None = None
     meta: dict[str, Any] = {}
+    profile: str | None = None
 
     @property
     def row(self) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 ENGINES = ("apache_beam", "pyflink")
-CORE_PACKAGES = ("cdcflow.schemas", "cdcflow.io", "cdcflow.transforms")
+CORE_PACKAGES = ("cdcflow.core", "cdcflow.schemas", "cdcflow.io", "cdcflow.transforms")
 CORE_MODULES = (
     "cdcflow",
     "cdcflow.pipelines.config",
@@ -47,6 +47,11 @@ def test_core_modules_import_no_engine() -> None:
         "cdcflow.schemas.canonical",
         "cdcflow.io.files",
         "cdcflow.io.sqlite",
+        "cdcflow.io.position_store",
+        "cdcflow.io.state_store",
+        "cdcflow.core.positions",
+        "cdcflow.core.state",
+        "cdcflow.core.routing",
         "cdcflow.transforms.decode",
         "cdcflow.pipelines.plan",
     ):
