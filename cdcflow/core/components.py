@@ -71,7 +71,13 @@ class DecodeSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SourceConfig(ComponentConfig):
-    """Base of every ``source:`` model: builds a :class:`~cdcflow.core.source.Source`."""
+    """Base of every ``source:`` model: builds a :class:`~cdcflow.core.source.Source`.
+
+    ``name`` names the source in a ``sources:`` list (logs, errors, metrics); without it a
+    source is called ``source`` or ``sources[i]``. Names must be unique.
+    """
+
+    name: str | None = None
 
     def build(self, context: BuildContext) -> Source:
         """Build the source (connect lazily: nothing is read until partitions are listed)."""

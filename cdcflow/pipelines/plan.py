@@ -28,19 +28,50 @@ from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.io.files import DeadLetterFileWriter
 from cdcflow.pipelines import table_match
 from cdcflow.pipelines.config import Loc, PipelineConfig
+from cdcflow.pipelines.inputs import (
+    AllTables,
+    PlannedSource,
+    RoutedDecode,
+    check_unique_names,
+    source_name,
+    stream_routes,
+)
 from cdcflow.transforms.decode import DecodeStep
 from cdcflow.transforms.redact.dead_letters import protect_dead_letters
 
 
 class Plan(msgspec.Struct, kw_only=True):
-    """The built, engine-neutral components of one pipeline."""
+    """The built, engine-neutral components of one pipeline.
+
+    ``inputs`` holds every source with its decode step (one for ``source:``, several for
+    ``sources:``). ``decode`` is the decode step of the lone source; with several sources it
+    is a :class:`~cdcflow.pipelines.inputs.RoutedDecode` without routes, which the engine
+    replaces by :meth:`routed_decode` once it has listed the partitions.
+    """
 
     config: Any
-    source: Source
+    inputs: list[PlannedSource]
     decode: Any
     steps: list[Any]
     writers: list[Writer]
     dead_letters: DeadLetterWriter
+
+    @property
+    def source(self) -> Source:
+        """The first (for ``source:``, the only) source."""
+        return self.inputs[0].source
+
+    def routed_decode(self, partitions: Sequence[Sequence[tuple[str, int | str]]]) -> Any:
+        """The decode step for batches of every source, given each source's partitions.
+
+        With one source this is its decode step; with several, a
+        :class:`~cdcflow.pipelines.inputs.RoutedDecode` (raises :class:`ConfigError` when two
+        sources read the same stream).
+        """
+        if len(self.inputs) == 1:
+            return self.inputs[0].decode
+        routes = stream_routes(self.inputs, partitions)
+        return RoutedDecode([i.decode for i in self.inputs], routes)
 
 
 def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
@@ -54,21 +85,8 @@ def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
     ``dead-letters/<pipeline>.jsonl`` next to the pipeline file (nothing is dropped).
     """
     context = config.context
-    sources = config.all_sources
-    if len(sources) != 1:
-        raise ConfigError(
-            f"{config.path}: this version runs pipelines with exactly one source "
-            f"(got {len(sources)}); joins across sources come later"
-        )
-    source_config = sources[0]
-    source_loc: Loc = ("source",) if config.source is not None else ("sources", 0)
-    source = _build(config, source_loc, source_config, context)
-    if not isinstance(source_config, SourceConfig):
-        raise ConfigError(
-            f"{config.locate(source_loc)}: the {source_config.type!r} source model must subclass "
-            "cdcflow.core.components.SourceConfig"
-        )
-    decode = DecodeStep.from_spec(source_config.decoding())
+    inputs = _plan_sources(config, context)
+    decode = inputs[0].decode if len(inputs) == 1 else RoutedDecode([], {})
     steps = [
         _build(config, ("transforms", i), t, context) for i, t in enumerate(config.transforms)
     ]
@@ -82,18 +100,48 @@ def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
     # strict / require_match: a table pattern that matches nothing stops here, before a
     # single record is read (fail closed; docs/redaction.md).
     if check_tables:
-        table_match.enforce(config, source, decode)
+        tables = inputs[0].source if len(inputs) == 1 else AllTables(inputs)
+        table_match.enforce(config, tables, inputs[0].decode)
     # Redact steps also redact the dead letters of the steps before them, at the dead-letter
     # sink, whatever the engine (docs/redaction.md); without redact steps this is a no-op.
-    dead_letters = protect_dead_letters(dead_letters, [decode, *steps])
+    dead_letters = protect_dead_letters(dead_letters, [*(i.decode for i in inputs), *steps])
     return Plan(
         config=config,
-        source=source,
+        inputs=inputs,
         decode=decode,
         steps=steps,
         writers=writers,
         dead_letters=dead_letters,
     )
+
+
+def _plan_sources(config: PipelineConfig, context: BuildContext) -> list[PlannedSource]:
+    """Build every source of ``config`` with its decode step (see :mod:`.inputs`)."""
+    located: list[tuple[Loc, ComponentConfig]] = (
+        [(("source",), config.source)]
+        if config.source is not None
+        else [(("sources", i), s) for i, s in enumerate(config.sources)]
+    )
+    if not located:
+        raise ConfigError(f"{config.path}: needs a 'source' (or a list of 'sources')")
+    inputs: list[PlannedSource] = []
+    for loc, source_config in located:
+        if not isinstance(source_config, SourceConfig):
+            raise ConfigError(
+                f"{config.locate(loc)}: the {source_config.type!r} source model must subclass "
+                "cdcflow.core.components.SourceConfig"
+            )
+        source = _build(config, loc, source_config, context)
+        inputs.append(
+            PlannedSource(
+                name=source_name(source_config.name, loc),
+                loc=loc,
+                source=source,
+                decode=DecodeStep.from_spec(source_config.decoding()),
+            )
+        )
+    check_unique_names(inputs, str(config.path))
+    return inputs
 
 
 def _build(

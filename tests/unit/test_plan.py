@@ -22,7 +22,15 @@ from cdcflow.pipelines.plan import (
     resume_offsets,
     resume_points,
 )
-from cdcflow.schemas.model import ChangeEvent, EventBatch, Op, Position, TableId
+from cdcflow.schemas.model import (
+    ChangeEvent,
+    EventBatch,
+    Op,
+    Position,
+    RawBatch,
+    RawRecord,
+    TableId,
+)
 from cdcflow.testing import MemoryWriter
 from cdcflow.transforms.decode import DecodeStep
 
@@ -108,15 +116,66 @@ def test_a_sources_list_of_one_is_planned(tmp_path: Path) -> None:
     assert plan.source.partitions() == [("orders.jsonl", 0)]
 
 
-def test_more_than_one_source_is_refused(tmp_path: Path) -> None:
+def _two_sources(tmp_path: Path, second: str = "data/customers.jsonl", names: str = "") -> Path:
+    first_name, second_name = names.split(",") if names else ("", "")
     text = PIPELINE.replace(
         'source:\n  type: file\n  path: data/*.jsonl\n  key_separator: "\\t"\n',
-        "sources:\n  - {type: file, path: data/orders.jsonl}\n"
-        "  - {type: file, path: data/customers.jsonl}\n",
+        "sources:\n"
+        f"  - {{type: file, path: data/orders.jsonl{', name: ' + first_name if first_name else ''}"
+        ", key_columns: {shop.public.orders: [id]}}\n"
+        f"  - {{type: file, path: {second}{', name: ' + second_name if second_name else ''}}}\n",
     )
-    path = _project(tmp_path, text)
-    with pytest.raises(ConfigError, match="exactly one source \\(got 2\\)"):
-        plan_pipeline(load_pipeline(path))
+    return _project(tmp_path, text)
+
+
+def test_several_named_sources_are_planned_each_with_its_decode_step(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_two_sources(tmp_path, names="orders,people")))
+    assert [(i.name, i.loc) for i in plan.inputs] == [
+        ("orders", ("sources", 0)), ("people", ("sources", 1)),
+    ]
+    assert [i.source.partitions() for i in plan.inputs] == [
+        [("orders.jsonl", 0)], [("customers.jsonl", 0)],
+    ]
+    # each source decodes with its own spec
+    assert [i.decode.key_columns for i in plan.inputs] == [{"shop.public.orders": ["id"]}, {}]
+    routed = plan.routed_decode([i.source.partitions() for i in plan.inputs])
+    assert routed.routes == {"orders.jsonl": 0, "customers.jsonl": 1}
+
+    def keyless_create(stream: str) -> RawBatch:
+        value = (
+            b'{"op": "c", "after": {"id": 7}, '
+            b'"source": {"db": "shop", "schema": "public", "table": "orders"}}'
+        )
+        return RawBatch(stream, 0, [RawRecord(None, value, Position(stream, 0, 0))], 0)
+
+    (mine,) = routed.process(keyless_create("orders.jsonl")).batch.events
+    assert mine.key == {"id": 7}  # the first source's key_columns
+    (theirs,) = routed.process(keyless_create("customers.jsonl")).batch.events
+    assert theirs.key is None  # the second source has none
+    with pytest.raises(RuntimeError, match="no source of this pipeline lists stream 'x'"):
+        routed.process(RawBatch("x", 0, [], 0))
+
+
+def test_unnamed_sources_are_named_by_their_place(tmp_path: Path) -> None:
+    plan = plan_pipeline(load_pipeline(_two_sources(tmp_path)))
+    assert [i.name for i in plan.inputs] == ["sources[0]", "sources[1]"]
+    (tmp_path / "one").mkdir()
+    single = plan_pipeline(load_pipeline(_project(tmp_path / "one")))
+    assert [i.name for i in single.inputs] == ["source"]
+    assert single.routed_decode([single.source.partitions()]) is single.decode
+
+
+def test_two_sources_with_one_name_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="two sources are named 'shop'"):
+        plan_pipeline(load_pipeline(_two_sources(tmp_path, names="shop,shop")))
+
+
+def test_two_sources_reading_one_stream_are_refused(tmp_path: Path) -> None:
+    plan = plan_pipeline(
+        load_pipeline(_two_sources(tmp_path, second="data/orders.jsonl", names="a,b"))
+    )
+    with pytest.raises(ConfigError, match=r"sources 'a' and 'b' both read stream 'orders\.jsonl'"):
+        plan.routed_decode([i.source.partitions() for i in plan.inputs])
 
 
 def test_build_errors_in_a_sources_list_are_located(tmp_path: Path) -> None:
