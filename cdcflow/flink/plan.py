@@ -114,6 +114,12 @@ def flink_source_problem(config: PipelineConfig) -> str | None:
                 f"(type: kafka), not {source.type!r}; {source.type!r} sources run on the Beam "
                 "engine (cdcflow run without --engine flink; see docs/flink.md)"
             )
+    if len(config.all_sources) > 1:
+        return (
+            f"{config.locate(('sources',))}: the Flink engine reads one source per pipeline "
+            f"(got {len(config.all_sources)}); several sources run on the Beam engine "
+            "(cdcflow run without --engine flink; see docs/flink.md)"
+        )
     return None
 
 

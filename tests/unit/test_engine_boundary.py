@@ -91,6 +91,19 @@ def test_kafka_sources_are_inside_the_boundary(tmp_path: Path) -> None:
     assert FLINK_SOURCE_TYPES == frozenset({"kafka"})
 
 
+def test_several_kafka_sources_are_outside_the_boundary(tmp_path: Path) -> None:
+    sources = (
+        "sources:\n"
+        "  - {name: a, type: kafka, bootstrap_servers: '127.0.0.1:9', topics: [t]}\n"
+        "  - {name: b, type: kafka, bootstrap_servers: '127.0.0.1:9', topics: [u]}\n"
+    )
+    config = parse_pipeline("pipeline: shop\n" + sources + SINKS, tmp_path / "p.yaml", env={})
+    problem = flink_source_problem(config)
+    assert problem is not None and "reads one source per pipeline (got 2)" in problem
+    with pytest.raises(ConfigError, match="several sources run on the Beam engine"):
+        check_flink_sources(config)
+
+
 def test_flink_docs_state_which_engine_runs_which_source() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "flink.md").read_text()
     assert "## Which engine runs which source" in docs
