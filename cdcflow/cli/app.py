@@ -221,10 +221,12 @@ def run(
 
 
 def _warn_unmatched_tables(config: Any, plan: Any) -> None:
-    """Warn for every table pattern that matches none of the source's tables."""
+    """Warn for every table pattern that matches none of the sources' tables."""
+    from cdcflow.pipelines.inputs import AllTables
     from cdcflow.pipelines.table_match import warnings
 
-    for line in warnings(config, plan.source, plan.decode):
+    tables = plan.source if len(plan.inputs) == 1 else AllTables(plan.inputs)
+    for line in warnings(config, tables, plan.inputs[0].decode):
         click.echo(scrub(f"warning: {line}"), err=True)
 
 
@@ -265,7 +267,10 @@ def validate(pipeline_file: Path, engine: str) -> None:
         problem = flink_source_problem(config)
         if problem is not None:
             click.echo(scrub(f"warning: {problem}; its engine.flink options go unused"), err=True)
-    checks: list[tuple[str, Any]] = [("source", plan.source)]
+    checks: list[tuple[str, Any]] = [
+        ("source" if len(plan.inputs) == 1 else f"source {i.name!r}", i.source)
+        for i in plan.inputs
+    ]
     checks.extend((f"sink {writer.name!r}", writer) for writer in plan.writers)
     checks.append(("dead_letter", plan.dead_letters))
     problems: list[str] = []
