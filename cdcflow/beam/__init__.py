@@ -10,12 +10,17 @@ pipeline::
     redacted.events | "Write" >> WriteTo(SqliteWriter(...))
     decoded.dead_letters | "DLQ" >> WriteDeadLetters(DeadLetterFileWriter(...))
 
+``ReadFromKafka(source, writers=[...], until_caught_up=True)`` reads a Kafka source, each
+partition resuming where the given writers' stored positions say (the same rule as
+``cdcflow run``).
+
 ``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` (what
 ``cdcflow run`` uses) dead letters instead travel inside each batch until
 :class:`StoreDeadLetters` has written them, so that no sink can commit a batch's position
 before its dead letters are stored.
 """
 
+from cdcflow.beam.kafka import ReadFromKafka
 from cdcflow.beam.transforms import (
     DEAD_LETTERS,
     EVENTS,
@@ -33,6 +38,7 @@ __all__ = [
     "EVENTS",
     "ApplyStep",
     "Decode",
+    "ReadFromKafka",
     "ReadFromSource",
     "Redact",
     "StoreDeadLetters",
