@@ -123,7 +123,7 @@ def pipeline_status(pipeline_file: Path) -> int:
     if source_problem is None:
         try:
             for line in plan.source.describe_positions(partitions):
-                click.echo(line)
+                click.echo(f"  {line}")
         except CdcflowError as exc:
             source_problem = f"source ({source_type}): {exc}"
     if source_problem is not None:

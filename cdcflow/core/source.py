@@ -72,8 +72,8 @@ class Source:
     def describe_positions(self, partitions: Sequence[PartitionKey]) -> list[str]:
         """Lines describing the positions the source itself stores for ``partitions``.
 
-        For ``cdcflow status`` (e.g. a Kafka consumer group's committed offsets); empty for a
-        source that stores none (the default). Raises a ``CdcflowError`` when they cannot be
-        read.
+        For ``cdcflow status`` (e.g. a Kafka consumer group's committed offsets), which
+        indents them under the sinks' lines; empty for a source that stores none (the
+        default). Raises a ``CdcflowError`` when they cannot be read.
         """
         return []

@@ -209,11 +209,11 @@ class KafkaSource(Source):
             ) from None
         finally:
             consumer.close()
-        lines = [f"  consumer group {self.settings.group_id!r}:"]
+        lines = [f"consumer group {self.settings.group_id!r}:"]
         for tp in sorted(found, key=lambda tp: (tp.topic, tp.partition)):
             has_offset = tp.error is None and tp.offset is not None and tp.offset >= 0
             committed = f"committed {tp.offset}" if has_offset else "no committed offset"
-            lines.append(f"    {tp.topic}[{tp.partition}]: {committed}")
+            lines.append(f"  {tp.topic}[{tp.partition}]: {committed}")
         return lines
 
     # -- engine-neutral bounded read --------------------------------------------------------
