@@ -9,6 +9,7 @@ produced, or read back from the broker by an independent consumer.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,20 +354,20 @@ def _user(n: int) -> tuple[bytes, bytes]:
 
 
 def _hand_written_run(config: KafkaSettings, db: Path) -> int:
-    """``p | ReadFromKafka(source, writers=[...], until_caught_up=True)``; the records read."""
-    from cdcflow.beam import Decode, WriteTo
+    """The pipeline of docs/extending.md ("Reading Kafka"); returns the records read."""
+    from cdcflow.beam import Decode, WriteDeadLetters, WriteTo
     from cdcflow.beam.transforms import NAMESPACE
+    from cdcflow.io.files import DeadLetterFileWriter
     from cdcflow.io.sqlite import SqliteWriter
 
+    source = KafkaSource(config)
     writer = SqliteWriter("mirror", db, pipeline="hand-written", tables="shop.public.*")
-    pipeline = beam.Pipeline(runner=FnApiRunner())
-    decoded = (
-        pipeline
-        | "Read" >> ReadFromKafka(KafkaSource(config), writers=[writer], until_caught_up=True)
-        | "Decode" >> Decode()
-    )
-    _ = decoded.events | "Write" >> WriteTo(writer)
-    result = pipeline.run()
+    dead = DeadLetterFileWriter(db.with_suffix(".dead-letters.jsonl"))
+    p = beam.Pipeline()
+    decoded = p | ReadFromKafka(source, writers=[writer], until_caught_up=True) | Decode()
+    _ = decoded.events | WriteTo(writer)
+    _ = decoded.dead_letters | WriteDeadLetters(dead)
+    result = p.run()
     result.wait_until_finish()
     counters = result.metrics().query(
         beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name("records_read")
@@ -388,7 +389,9 @@ def test_a_hand_written_pipeline_resumes_from_its_sinks_positions(
     db = tmp_path / "mirror.sqlite"
     assert _hand_written_run(config, db) == 9
     assert [r["id"] for r in sqlite_rows(db, "users", "id")] == list(range(9))
-    produce(kafka_broker, topic, [_user(9)], partition=1)
-    assert _hand_written_run(config, db) == 1  # resumed from the sink's positions
+    produce(kafka_broker, topic, [_user(9), (b'{"id": 10}', b"not json")], partition=1)
+    assert _hand_written_run(config, db) == 2  # resumed from the sink's positions
     assert [r["id"] for r in sqlite_rows(db, "users", "id")] == list(range(10))
+    letters = db.with_suffix(".dead-letters.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in letters] == ["decode"]
     assert _hand_written_run(config, db) == 0
