@@ -253,13 +253,12 @@ class KafkaSource(Source):
         except CdcflowError as exc:
             problems.append(str(exc))
         if self.schema_registry is not None:
-            client = self.schema_registry.client()
+            registry = self.schema_registry.client()
             try:
-                problems.extend(client.check())
+                problems.extend(registry.check())
             finally:
-                client.close()
+                registry.close()
         return problems
-
 
 
 def describe_partitions(parts: Sequence[tuple[str, int | str]]) -> str:
