@@ -10,6 +10,10 @@ pipeline::
     redacted.events | "Write" >> WriteTo(SqliteWriter(...))
     decoded.dead_letters | "DLQ" >> WriteDeadLetters(DeadLetterFileWriter(...))
 
+``ReadFromKafka(source, writers=[...], until_caught_up=True)`` reads a Kafka source, each
+partition resuming where the given writers' stored positions say (the same rule as
+``cdcflow run``).
+
 ``ApplyStep`` has two outputs, ``events`` and ``dead_letters``. With ``carry=True`` dead
 letters instead travel inside each batch until :class:`StoreDeadLetters` or :class:`WriteTo`
 has stored them, so that no sink can commit a batch's position before its dead letters are
@@ -19,6 +23,7 @@ stored.
 :class:`~cdcflow.core.executor.BatchExecutor`, the write path the Flink engine runs too.
 """
 
+from cdcflow.beam.kafka import ReadFromKafka
 from cdcflow.beam.transforms import (
     DEAD_LETTERS,
     EVENTS,
@@ -38,6 +43,7 @@ __all__ = [
     "ApplyStep",
     "Decode",
     "Execute",
+    "ReadFromKafka",
     "ReadFromSource",
     "Redact",
     "StoreDeadLetters",

@@ -1,5 +1,11 @@
 """Reading Kafka on Beam: a splittable DoFn over each partition's offset range.
 
+Where each partition starts and stops
+    :class:`ReadFromKafka` works it out itself when the pipeline is built: each partition starts
+    where the resume rule puts it over the given writers' stored positions
+    (:func:`cdcflow.pipelines.plan.kafka_start_offsets`, the one implementation both engines
+    use), and stops at the end offset seen then (``until_caught_up``) or never (streaming).
+
 Element and restriction
     One input element per partition: ``(topic, partition, start, stop)``; the restriction is
     the offset range ``[start, stop)``, with ``stop`` the end offset seen at start for
@@ -40,7 +46,11 @@ from apache_beam.transforms.core import RestrictionProvider
 
 from cdcflow.beam import coders
 from cdcflow.beam.transforms import NAMESPACE
-from cdcflow.io.kafka import KafkaSettings, PartitionPoller
+from cdcflow.core.writer import Writer
+from cdcflow.io.kafka.poller import PartitionPoller
+from cdcflow.io.kafka.settings import KafkaSettings
+from cdcflow.io.kafka.source import KafkaSource, describe_partitions
+from cdcflow.pipelines.plan import kafka_start_offsets
 from cdcflow.schemas.model import RawBatch
 
 log = logging.getLogger(__name__)
@@ -72,15 +82,6 @@ def reset_stop() -> None:
 def stop_requested() -> bool:
     """True once :func:`request_stop` was called."""
     return _STOP.is_set()
-
-
-def end_epoch() -> None:
-    """End the current run like a stop request, without stopping the pipeline for good.
-
-    The streaming runner restarts the pipeline in a fresh runner afterwards (see
-    :mod:`cdcflow.beam.runner`).
-    """
-    _EPOCH_OVER.set()
 
 
 def reset_epoch(max_bundles: int = 0, seconds: float = 0.0) -> None:
@@ -237,34 +238,67 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
 
 
 class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
-    """Read Kafka partitions as ``RawBatch`` elements.
+    """Read a Kafka source as ``RawBatch`` elements, resuming where ``writers`` left off.
 
-    ``specs`` lists ``(topic, partition, start, stop)`` per partition: ``start`` is the first
-    offset to read, ``stop`` the end (exclusive) or :data:`UNBOUNDED` to stream.
-    ``bundle_seconds`` bounds how long one bundle reads a partition (the commit interval).
+    ``source``: a :class:`~cdcflow.io.kafka.source.KafkaSource` (``KafkaSourceConfig.build``,
+    or ``KafkaSource(KafkaSettings(...))``). ``writers``: the sinks the pipeline writes the
+    batches to; when the pipeline is built, each partition's start is worked out from their
+    stored positions by :func:`cdcflow.pipelines.plan.kafka_start_offsets` (docs/kafka.md,
+    "Where each partition starts"; with no writers: the group's committed offset, else
+    ``start:``). The consumer group's offset counts as the position of writers that keep
+    none when the source commits offsets (``commit_offsets``, the default).
+
+    ``until_caught_up``: read each partition up to the end offset seen when the pipeline is
+    built, then end; otherwise stream until :func:`request_stop` (the runner's SIGINT/SIGTERM
+    handler). ``bundle_seconds`` bounds how long one bundle reads a partition (the commit
+    interval). Offsets are committed to the group after the bundle that carried them finished.
     """
 
     def __init__(
         self,
-        settings: KafkaSettings,
-        specs: Sequence[PartitionSpec],
+        source: KafkaSource,
+        writers: Sequence[Writer] = (),
+        until_caught_up: bool = False,
         bundle_seconds: float = 2.0,
     ) -> None:
         super().__init__()
         if bundle_seconds <= 0:
             raise ValueError(f"bundle_seconds must be positive (got {bundle_seconds!r})")
-        for spec in specs:
-            if len(spec) != 4 or spec[2] < 0 or spec[3] < 0:
-                raise ValueError(
-                    f"a partition spec is (topic, partition, start, stop) (got {spec!r})"
-                )
-        self.settings = settings
-        self.specs = [tuple(s) for s in specs]
+        self.source = source
+        self.writers = list(writers)
+        self.until_caught_up = until_caught_up
         self.bundle_seconds = bundle_seconds
 
+    def partition_specs(self) -> list[PartitionSpec]:
+        """``(topic, partition, start, stop)`` per partition, worked out now (see the class).
+
+        ``stop`` is the end seen now with ``until_caught_up`` (never below ``start``), else
+        :data:`UNBOUNDED`. Asks the brokers and opens and closes every position-keeping writer.
+        """
+        source = self.source
+        starts = kafka_start_offsets(
+            source, self.writers, group_holds_positions=source.settings.commit_offsets
+        )
+        ends = source.end_offsets() if self.until_caught_up else {}
+        specs: list[PartitionSpec] = []
+        for (topic, part), first in sorted(starts.items()):
+            stop = max(first, ends.get((topic, part), first)) if self.until_caught_up else UNBOUNDED
+            specs.append((topic, part, first, stop))
+        log.info(
+            "reading %s %s",
+            describe_partitions(source.partitions()),
+            "until caught up" if self.until_caught_up else "until stopped (SIGINT/SIGTERM)",
+        )
+        for topic, part, first, stop in specs:
+            log.debug("partition %s[%d]: offsets %d..%s", topic, part, first,
+                      "end" if stop == UNBOUNDED else stop)
+        return specs
+
     def expand(self, pbegin: Any) -> Any:
-        """Create one element per partition and read each with the splittable DoFn."""
-        read = _ReadKafkaPartitionFn(self.settings, self.bundle_seconds, len(self.specs))
-        partitions = pbegin | "Partitions" >> beam.Create(self.specs)
+        """Work out the partitions' ranges, then read each with the splittable DoFn."""
+        specs = self.partition_specs()
+        settings: KafkaSettings = self.source.settings
+        read = _ReadKafkaPartitionFn(settings, self.bundle_seconds, len(specs))
+        partitions = pbegin | "Partitions" >> beam.Create(specs)
         coders.register()
         return partitions | "ReadPartition" >> beam.ParDo(read).with_output_types(RawBatch)

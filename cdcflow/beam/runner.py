@@ -10,10 +10,11 @@ always means "everything up to here is written". For Kafka this is also what mak
 order hold: offsets are committed by bundle finalization, after the fused stage (every sink)
 finished the bundle (see :mod:`cdcflow.beam.kafka`).
 
-Modes (Kafka): with ``until_caught_up`` each partition is read to the end offset seen at
-start, then the run ends. Otherwise the run streams until SIGINT or SIGTERM: the first signal
-makes the readers finish the batch in hand, the bundles finish (sinks write, offsets are
-committed) and :func:`run` returns normally; a second signal aborts at once.
+Modes (unbounded sources, ``Source.bounded`` false: Kafka): with ``until_caught_up`` each
+partition is read to the end offset seen at start, then the run ends. Otherwise the run
+streams until SIGINT or SIGTERM: the first signal makes the readers finish the batch in hand,
+the bundles finish (sinks write, offsets are committed) and :func:`run` returns normally; a
+second signal aborts at once. Bounded sources (files) always stop at their end.
 
 ``--runner=DirectRunner`` (the default) runs on Beam's FnApiRunner directly: the switching
 DirectRunner would first try to download the Prism runner, and the SDF reader's checkpointing
@@ -44,9 +45,9 @@ from cdcflow.beam.fnapi import eager_metric_merges
 from cdcflow.beam.fnapi import short_state_sampling as _short_state_sampling
 from cdcflow.beam.transforms import NAMESPACE, Execute, ReadFromSource
 from cdcflow.core.executor import BatchExecutor
-from cdcflow.io.kafka import KafkaSource, describe_partitions
 from cdcflow.pipelines.config import PipelineConfig
-from cdcflow.pipelines.plan import Plan, kafka_start_offsets, plan_pipeline, resume_offsets
+from cdcflow.pipelines.inputs import PlannedSource
+from cdcflow.pipelines.plan import Plan, plan_pipeline, resume_offsets
 from cdcflow.schemas.model import RawBatch
 
 log = logging.getLogger(__name__)
@@ -68,30 +69,24 @@ class RunReport:
     streaming: bool = False
 
 
-def _read(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool) -> Any:
-    """The source's read transform, starting each partition where the sinks left off."""
-    if not isinstance(plan.source, KafkaSource):
-        start = resume_offsets(plan.writers, plan.source.partitions())
-        return pipeline | "Read" >> ReadFromSource(plan.source, start)
-    from cdcflow.beam.kafka import UNBOUNDED, ReadFromKafka
+def _read(
+    pipeline: beam.Pipeline, planned: PlannedSource, plan: Plan, until_caught_up: bool, label: str
+) -> Any:
+    """One source's read transform; each partition starts where the sinks left off.
 
-    source = plan.source
-    # A sink without positions of its own is only as far as the group's committed offset.
-    starts = kafka_start_offsets(plan, group_holds_positions=source.settings.commit_offsets)
-    ends = source.end_offsets() if until_caught_up else {}
-    specs = []
-    for (topic, part), first in sorted(starts.items()):
-        stop = max(first, ends.get((topic, part), first)) if until_caught_up else UNBOUNDED
-        specs.append((topic, part, first, stop))
-    log.info(
-        "reading %s %s",
-        describe_partitions(source.partitions()),
-        "until caught up" if until_caught_up else "until stopped (SIGINT/SIGTERM)",
-    )
-    for spec in specs:
-        log.debug("partition %s[%d]: offsets %d..%s", spec[0], spec[1], spec[2],
-                  "end" if spec[3] == UNBOUNDED else spec[3])
-    return pipeline | "Read" >> ReadFromKafka(source.settings, specs)
+    A bounded source is read by :class:`ReadFromSource`; an unbounded one (Kafka, the only
+    unbounded source so far) by :class:`cdcflow.beam.kafka.ReadFromKafka`, which applies the
+    resume rule itself.
+    """
+    source = planned.source
+    if source.bounded:
+        start = resume_offsets(plan.writers, source.partitions())
+        return pipeline | label >> ReadFromSource(source, start)
+    from cdcflow.beam.kafka import ReadFromKafka
+
+    # The Beam reader of the unbounded sources there are: Kafka's (a KafkaSource).
+    read = ReadFromKafka(source, plan.writers, until_caught_up)  # type: ignore[arg-type]
+    return pipeline | label >> read
 
 
 def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) -> None:
@@ -101,13 +96,30 @@ def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) ->
     :mod:`cdcflow.core.executor`), decoding one batch ahead on its own thread so that decoding
     overlaps the sinks' server waits. ``until_caught_up`` bounds an unbounded source (Kafka) at
     the end offsets seen now; bounded sources (files) always stop at their end.
+
+    With several sources (``sources:``) each is read by its own transform (``Read:<name>``)
+    and the batches are flattened into the one executor, whose decode step routes each batch
+    to the decode step of the source that read it (:class:`cdcflow.pipelines.inputs.RoutedDecode`).
+    Batches of one partition still reach the executor in order: only batches of different
+    sources interleave.
     """
     coders.register()
-    raw = _read(pipeline, plan, until_caught_up)
+    if len(plan.inputs) == 1:
+        raw = _read(pipeline, plan.inputs[0], plan, until_caught_up, "Read")
+        decode = plan.decode
+    else:
+        reads = [
+            _read(pipeline, planned, plan, until_caught_up, f"Read:{planned.name}")
+            for planned in plan.inputs
+        ]
+        for read in reads:
+            read.element_type = RawBatch
+        raw = tuple(reads) | "Sources" >> beam.Flatten()
+        decode = plan.routed_decode([i.source.partitions() for i in plan.inputs])
     # Declared element types select the batch coders: Beam samples element sizes on every
     # PCollection, and for untyped elements that means pickling whole batches.
     raw.element_type = RawBatch
-    executor = BatchExecutor(plan.decode, plan.steps, plan.writers, plan.dead_letters)
+    executor = BatchExecutor(decode, plan.steps, plan.writers, plan.dead_letters)
     _ = raw | "Execute" >> Execute(executor, ahead=True)
 
 
@@ -217,12 +229,12 @@ def run(
     collected, is made eager by :func:`cdcflow.beam.fnapi.eager_metric_merges`.
     """
     plan = plan_pipeline(config)
-    kafka = isinstance(plan.source, KafkaSource)
-    streaming = kafka and not until_caught_up
+    unbounded = any(not i.source.bounded for i in plan.inputs)
+    streaming = unbounded and not until_caught_up
     args = list(beam_args)
     if not any(a.startswith("--runner") for a in args):
         args.append("--runner=DirectRunner")
-    if kafka:
+    if unbounded:
         from cdcflow.beam.kafka import (
             epoch_bundles,
             reset_epoch,
@@ -233,17 +245,17 @@ def run(
         reset_stop()
     report = RunReport()
     epochs = 0
-    with _stop_on_signals(kafka):
+    with _stop_on_signals(unbounded):
         while True:
             if epochs:
                 plan = plan_pipeline(config)
             for writer in plan.writers:
                 writer.streaming = streaming  # ride through outages (see cdcflow.io.retry)
-            if isinstance(plan.source, KafkaSource):
-                # A restart rides through a broker outage; the first start fails fast.
-                plan.source.ride_through_outages = streaming and epochs > 0
+            # A restart rides through a source outage; the first start fails fast.
+            for planned in plan.inputs:
+                planned.source.ride_through_outages = streaming and epochs > 0
             pipeline = _pipeline(args)
-            if kafka:
+            if unbounded:
                 if streaming:
                     reset_epoch(_epoch_bundles(), _epoch_seconds())
                 else:
@@ -265,7 +277,7 @@ def run(
                 epoch_bundles(),
             )
     report.streaming = streaming
-    if isinstance(plan.source, KafkaSource):
+    if unbounded:
         report.stopped_by_signal = stop_requested()
     for writer in plan.writers:
         writer.open()

@@ -74,11 +74,10 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
     run at once instead of after every restart attempt.
     """
     from cdcflow.flink.stats import read_stats
-    from cdcflow.pipelines.plan import lowest_positions
 
     spec = _prepare(pipeline_file, jars)
     plan = spec.plan
-    targets: dict[tuple[str, str], int] = {}
+    ends: dict[tuple[str, str], int] = {}
     if until_caught_up:
         if not any(w.keeps_positions for w in plan.writers):
             _fail(
@@ -91,11 +90,11 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
         starts = {(t.topic, p): o for t in spec.topics for p, o in t.start_offsets.items()}
         for (topic, part), end in plan.source.end_offsets().items():
             if end > starts.get((topic, part), 0):
-                targets[(topic, str(part))] = end - 1
+                ends[(topic, str(part))] = end
     with tempfile.TemporaryDirectory(prefix="cdcflow-flink-run-") as stats_dir:
         spec.stats_dir = stats_dir
         started = time.monotonic()
-        _watch(spec, Path(stats_dir), targets if until_caught_up else None, lowest_positions)
+        _watch(spec, Path(stats_dir), ends if until_caught_up else None)
         elapsed = time.monotonic() - started
         stats = read_stats(Path(stats_dir))
     click.echo(f"pipeline {spec.pipeline!r} stopped after {elapsed:.1f}s")
@@ -114,14 +113,14 @@ def run_flink(pipeline_file: Path, until_caught_up: bool, jars: Sequence[str]) -
         click.echo(f"  {line}")
 
 
-def _watch(
-    spec: Any,
-    stats_dir: Path,
-    targets: dict[tuple[str, str], int] | None,
-    lowest_positions: Any,
-) -> None:
-    """Start the job and follow it until it ends, is caught up (``targets``) or is stopped."""
+def _watch(spec: Any, stats_dir: Path, ends: dict[tuple[str, str], int] | None) -> None:
+    """Start the job and follow it until it ends, is caught up (``ends``) or is stopped.
+
+    Caught up: every position-keeping sink stored each partition's end offset seen at start
+    (:func:`cdcflow.pipelines.plan.caught_up`, the resume rule's own measure).
+    """
     from cdcflow.flink.stats import first_error, python_error_in_logs, read_stats
+    from cdcflow.pipelines.plan import caught_up
 
     job = _job_module()
     started = time.time() - 1
@@ -179,12 +178,10 @@ def _watch(
                         failed(exc)
                     failed(None)
                 break
-            if targets is not None:
-                committed = lowest_positions(spec.plan.writers)
-                if all(committed.get(k, -1) >= v for k, v in targets.items()):
-                    _settle(stats_dir, targets, read_stats)
-                    _cancel(client)
-                    break
+            if ends is not None and caught_up(spec.plan.writers, ends):
+                _settle(stats_dir, ends, read_stats)
+                _cancel(client)
+                break
             time.sleep(0.5)
     except KeyboardInterrupt:
         # Batches already written keep their positions; the rest is read again next time.
@@ -211,16 +208,16 @@ def _cancel(client: Any) -> None:
         log.debug("cancelling the Flink job failed", exc_info=True)
 
 
-def _settle(stats_dir: Path, targets: dict[tuple[str, str], int], read_stats: Any) -> None:
-    """Wait (a few seconds at most) until the operators' counts include the target offsets.
+def _settle(stats_dir: Path, ends: dict[tuple[str, str], int], read_stats: Any) -> None:
+    """Wait (a few seconds at most) until the operators' counts include the end offsets.
 
     The sinks store a batch's position before the operator records its counts, so right
-    after the positions reach the targets the last batch may not be counted yet.
+    after the positions reach the ends the last batch may not be counted yet.
     """
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         seen = read_stats(stats_dir).last_offsets
-        if all(seen.get(k, -1) >= v for k, v in targets.items()):
+        if all(seen.get(k, -1) >= end - 1 for k, end in ends.items()):
             return
         time.sleep(0.1)
 

@@ -26,7 +26,9 @@ from typing import IO, Any
 import click
 
 from cdcflow.cli.exit_codes import EXIT_RUNTIME, EXIT_USAGE
-from cdcflow.errors import CdcflowError, ConfigError, missing_extra
+from cdcflow.errors import CdcflowError, ConfigError
+from cdcflow.io.kafka.client import client_log, confluent
+from cdcflow.io.kafka.settings import is_secret_key
 from cdcflow.logs import error_line
 
 #: Producer settings the command manages itself (``--producer-config`` may not set them).
@@ -76,19 +78,9 @@ def _producer_config(pairs: tuple[str, ...]) -> dict[str, str]:
     return config
 
 
-def _kafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as exc:
-        raise missing_extra("confluent-kafka", "kafka") from exc
-    return confluent_kafka
-
-
 def _client(factory: Any, config: dict[str, Any], extra: dict[str, str]) -> Any:
     """A librdkafka client; settings it refuses are a usage error, secret values hidden."""
-    from cdcflow.io.kafka import client_log, is_secret_key
-
-    kafka = _kafka()
+    kafka = confluent()
     try:
         return factory(config, logger=client_log)
     except kafka.KafkaException as exc:
@@ -104,7 +96,7 @@ def ensure_topic(
     timeout: float,
 ) -> int:
     """The topic's partition count; creates the topic when asked. Raises for a missing topic."""
-    kafka = _kafka()
+    kafka = confluent()
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = _client(AdminClient, {**extra, "bootstrap.servers": bootstrap}, extra)
@@ -147,7 +139,7 @@ def produce_messages(
     Raises :class:`ProduceError` when any message is not delivered within ``timeout`` seconds
     of the last one being queued, naming how many and the first error.
     """
-    kafka = _kafka()
+    kafka = confluent()
     producer = _client(
         kafka.Producer,
         {

@@ -7,7 +7,8 @@ One command, two targets, told apart without ambiguity by the argument's shape:
   (Kafka: end offsets; file: line counts), the end of each partition and the lag in records.
   No cdcflow or Flink server is involved: the positions are read where the sinks store them
   (the SQLite file, the PostgreSQL or ClickHouse table), and nothing is created or written.
-  For a Kafka source, the consumer group's committed offsets follow.
+  Then what the source stores itself (:meth:`~cdcflow.core.source.Source.describe_positions`;
+  Kafka: the consumer group's committed offsets).
 - ``cdcflow status [JOB_ID] --flink-master HOST:PORT``: a Flink job id (exactly 32 hex digits,
   Flink's JobID format) or no argument. The Flink REST command of :mod:`flink_cli`, unchanged.
   (A pipeline file whose name is 32 hex digits is given as ``./NAME``.)
@@ -79,37 +80,6 @@ def sink_lines(
     ]
 
 
-def group_lines(source: object, partitions: list[PartitionKey]) -> list[str]:
-    """A Kafka source's consumer-group offsets (the next offset to read), one line each.
-
-    Empty for other sources and when the source does not commit offsets.
-    """
-    from cdcflow.io.kafka import KafkaError, KafkaSource, new_consumer
-
-    if not isinstance(source, KafkaSource) or not source.settings.commit_offsets:
-        return []
-    from confluent_kafka import KafkaException, TopicPartition
-
-    consumer = new_consumer(source.settings)
-    try:
-        found = consumer.committed(
-            [TopicPartition(t, int(p)) for t, p in partitions],
-            timeout=source.settings.metadata_timeout_s,
-        )
-    except KafkaException as exc:
-        raise KafkaError(
-            f"cannot read offsets for group {source.settings.group_id!r}: {exc}"
-        ) from None
-    finally:
-        consumer.close()
-    lines = [f"  consumer group {source.settings.group_id!r}:"]
-    for tp in sorted(found, key=lambda tp: (tp.topic, tp.partition)):
-        has_offset = tp.error is None and tp.offset is not None and tp.offset >= 0
-        committed = f"committed {tp.offset}" if has_offset else "no committed offset"
-        lines.append(f"    {tp.topic}[{tp.partition}]: {committed}")
-    return lines
-
-
 def pipeline_status(pipeline_file: Path) -> int:
     """Print the status of ``pipeline_file``; returns the exit code."""
     from cdcflow.pipelines.config import load_pipeline
@@ -152,8 +122,8 @@ def pipeline_status(pipeline_file: Path) -> int:
             click.echo(f"    {line}")
     if source_problem is None:
         try:
-            for line in group_lines(plan.source, partitions):
-                click.echo(line)
+            for line in plan.source.describe_positions(partitions):
+                click.echo(f"  {line}")
         except CdcflowError as exc:
             source_problem = f"source ({source_type}): {exc}"
     if source_problem is not None:

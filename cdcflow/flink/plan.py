@@ -29,12 +29,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cdcflow.errors import CdcflowError, ConfigError
 from cdcflow.flink.options import FlinkOptions, resolve_jars
 from cdcflow.pipelines.config import PipelineConfig
 from cdcflow.pipelines.plan import Plan, kafka_start_offsets, plan_pipeline
+
+if TYPE_CHECKING:
+    from cdcflow.io.kafka.source import KafkaSource
 
 #: Java Kafka client settings cdcflow sets itself (the consumer_config cannot override them).
 _MANAGED = {
@@ -207,7 +210,8 @@ def prepare_job(
         if problems:
             raise CdcflowError("\n".join(problems))
         # Flink never commits offsets to the group (see source_table_ddl).
-        starts = kafka_start_offsets(plan, group_holds_positions=False)
+        source = cast("KafkaSource", plan.source)  # kafka_settings() refused any other
+        starts = kafka_start_offsets(source, plan.writers, group_holds_positions=False)
         topics = topic_specs(starts)
         if not topics:
             raise ConfigError(f"{config.path}: the source has no partitions to read")

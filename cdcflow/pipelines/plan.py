@@ -9,15 +9,17 @@ place that decides where each partition starts, for Beam and Flink alike:
   a position for starts one past the lowest; a partition *some* position-keeping sink has no
   position for starts from the source's ``start:`` (that sink is backfilled, the others skip
   what they already hold, by their stored positions);
-* :func:`kafka_start_offsets` resolves this to concrete Kafka offsets, and
-  :func:`lowest_positions` is the progress measure of ``--until-caught-up`` on Flink.
+* :func:`kafka_start_offsets` resolves this to concrete Kafka offsets (called by
+  :class:`cdcflow.beam.kafka.ReadFromKafka` and the Flink plan), and :func:`caught_up` applies
+  the same rule to tell when every sink has written up to given end offsets
+  (``--until-caught-up`` on Flink).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -38,6 +40,9 @@ from cdcflow.pipelines.inputs import (
 )
 from cdcflow.transforms.decode import DecodeStep
 from cdcflow.transforms.redact.dead_letters import protect_dead_letters
+
+if TYPE_CHECKING:  # the Kafka modules load only for pipelines that read Kafka
+    from cdcflow.io.kafka.source import KafkaSource
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -231,28 +236,31 @@ def resume_offsets(
     return resume_points(writers, partitions).offsets
 
 
-def kafka_start_offsets(plan: Plan, group_holds_positions: bool) -> dict[tuple[str, int], int]:
-    """The first offset of every partition of the plan's Kafka source, for either engine.
+def kafka_start_offsets(
+    source: KafkaSource, writers: Sequence[Writer], group_holds_positions: bool
+) -> dict[tuple[str, int], int]:
+    """The first offset of every partition of a Kafka ``source`` read for ``writers``.
 
+    The one implementation for both engines: :func:`resume_points` over the writers' stored
+    positions, resolved to offsets by the source (its ``start:`` and the group's offsets).
     ``group_holds_positions``: the engine commits offsets to the consumer group after every
     sink wrote them (Beam with ``commit_offsets``); the group's offset is then the position of
     the sinks that keep none, and lowers the start. Flink does not commit to the group.
     """
-    source = plan.source
-    points = resume_points(plan.writers, source.partitions())
-    result: dict[tuple[str, int], int] = source.start_offsets(  # type: ignore[attr-defined]
+    points = resume_points(writers, source.partitions())
+    return source.start_offsets(
         points.offsets,
         group_is_a_sink_position=points.positionless and group_holds_positions,
         backfill=points.backfill,
     )
-    return result
 
 
-def lowest_positions(writers: Sequence[Writer]) -> dict[PartitionKey, int]:
-    """The lowest committed position per partition over the position-keeping writers.
+def caught_up(writers: Sequence[Writer], ends: Mapping[PartitionKey, int]) -> bool:
+    """True when every position-keeping writer has written each partition up to its end.
 
-    A partition some position-keeping writer has no position for counts as -1 (nothing).
+    ``ends`` maps partitions to their end offset (exclusive): a partition is caught up when
+    the resume rule (:func:`resume_points`) would start it at or past its end. False when no
+    writer keeps positions (nothing can tell) and a partition has records to read.
     """
-    committed = sink_positions(writers)
-    keys = {key for positions in committed for key in positions}
-    return {key: min(positions.get(key, -1) for positions in committed) for key in keys}
+    points = resume_points(writers, list(ends))
+    return all(points.offsets.get(key, 0) >= end for key, end in ends.items())

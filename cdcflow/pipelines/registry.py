@@ -20,7 +20,7 @@ Kind = Literal["source", "transform", "sink", "dead_letter"]
 
 _BUILTINS: dict[tuple[str, str], str] = {
     ("source", "file"): "cdcflow.io.files:FileSourceConfig",
-    ("source", "kafka"): "cdcflow.io.kafka:KafkaSourceConfig",
+    ("source", "kafka"): "cdcflow.io.kafka.config:KafkaSourceConfig",
     ("transform", "redact"): "cdcflow.transforms.redact:RedactConfig",
     ("transform", "python"): "cdcflow.transforms.python_step:PythonTransformConfig",
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
@@ -28,7 +28,7 @@ _BUILTINS: dict[tuple[str, str], str] = {
     ("sink", "postgres"): "cdcflow.io.postgres:PostgresSinkConfig",
     ("sink", "clickhouse"): "cdcflow.io.clickhouse:ClickHouseSinkConfig",
     ("dead_letter", "file"): "cdcflow.io.files:DeadLetterFileConfig",
-    ("dead_letter", "kafka"): "cdcflow.io.kafka_dead_letters:DeadLetterKafkaConfig",
+    ("dead_letter", "kafka"): "cdcflow.io.kafka.dead_letters:DeadLetterKafkaConfig",
 }
 
 _extra: dict[tuple[str, str], str] = {}

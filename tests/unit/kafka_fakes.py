@@ -161,7 +161,7 @@ class FakeConsumer:
 
 def install(monkeypatch: Any, broker: FakeBroker) -> list[FakeConsumer]:
     """Make cdcflow's Kafka reader use fake consumers on ``broker``; returns them as created."""
-    import cdcflow.io.kafka as kafka_module
+    from cdcflow.io.kafka import client as kafka_client
 
     created: list[FakeConsumer] = []
 
@@ -170,5 +170,5 @@ def install(monkeypatch: Any, broker: FakeBroker) -> list[FakeConsumer]:
         created.append(consumer)
         return consumer
 
-    monkeypatch.setattr(kafka_module, "new_consumer", new_consumer)
+    monkeypatch.setattr(kafka_client, "new_consumer", new_consumer)
     return created

@@ -9,8 +9,9 @@ from pydantic import SecretStr, ValidationError
 
 from cdcflow.core.components import BuildContext
 from cdcflow.errors import ConfigError
-from cdcflow.io.kafka import KafkaSourceConfig, parse_start, redacted
-from cdcflow.io.kafka_dead_letters import DeadLetterKafkaConfig
+from cdcflow.io.kafka.config import KafkaSourceConfig, parse_start
+from cdcflow.io.kafka.dead_letters import DeadLetterKafkaConfig
+from cdcflow.io.kafka.settings import redacted
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.transforms.decode import DecodeStep
 
@@ -173,7 +174,7 @@ def test_dead_letter_config() -> None:
 
 def test_settings_reach_librdkafka() -> None:
     """Pass-through settings are handed to librdkafka itself, which validates them."""
-    from cdcflow.io.kafka import new_consumer
+    from cdcflow.io.kafka.client import new_consumer
 
     consumer = new_consumer(
         source(

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-import cdcflow.io.kafka_dead_letters as dlq
+import cdcflow.io.kafka.dead_letters as dlq
 from cdcflow.errors import SinkError
+from cdcflow.io.kafka import client as kafka_client
 from cdcflow.schemas.model import DeadLetter, Position
 
 
@@ -46,7 +47,7 @@ def install(monkeypatch: pytest.MonkeyPatch, **behaviour: Any) -> list[FakeProdu
         return created[-1]
 
     fake = SimpleNamespace(Producer=producer, KafkaException=RuntimeError)
-    monkeypatch.setattr(dlq, "_kafka", lambda: fake)
+    monkeypatch.setattr(kafka_client, "confluent", lambda: fake)
     return created
 
 

@@ -8,7 +8,9 @@ import confluent_kafka as ck
 import pytest
 
 from cdcflow.errors import TerminalError, TransientError
-from cdcflow.io.kafka import KafkaAuthError, KafkaError, KafkaSettings, KafkaSource, refused_access
+from cdcflow.io.kafka.client import KafkaAuthError, KafkaError, refused_access
+from cdcflow.io.kafka.settings import KafkaSettings
+from cdcflow.io.kafka.source import KafkaSource
 
 
 def _exception(code: int, text: str = "x") -> ck.KafkaException:

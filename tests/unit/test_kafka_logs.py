@@ -1,4 +1,4 @@
-"""Summarising repeated librdkafka log lines (cdcflow.io.kafka_logs)."""
+"""Summarising repeated librdkafka log lines (cdcflow.io.kafka.logs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from cdcflow.io.kafka_logs import CLIENT_LOGGER, RepeatSummary
+from cdcflow.io.kafka.logs import CLIENT_LOGGER, RepeatSummary
 
 
 class _Clock:
@@ -53,7 +53,7 @@ def test_different_messages_and_info_lines_pass() -> None:
     assert summary.filter(info) and summary.filter(info)
 
 
-@pytest.mark.parametrize("name", ["cdcflow.io.kafka", CLIENT_LOGGER])
+@pytest.mark.parametrize("name", ["cdcflow.io.kafka.poller", CLIENT_LOGGER])
 def test_the_last_client_error_is_kept_for_the_final_message(name: str) -> None:
     summary = RepeatSummary(clock=_Clock())
     summary.filter(_record("Connect failed: Connection refused", name=name))

@@ -9,7 +9,7 @@ tests/integration/kafka/test_kafka_reader.py. The fake consumer (kafka_fakes.py)
   checked against it;
 - a commit the broker refuses, and errors delivered in the message stream (fatal or not):
   the broker cannot be made to produce these on demand.
-Pure logic (the tracker, spec validation) needs no consumer at all.
+Pure logic (the tracker, argument checks) needs no consumer at all.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from apache_beam.io.restriction_trackers import OffsetRange
 from confluent_kafka import KafkaError as ClientError
 
 from cdcflow.beam.kafka import ReadFromKafka, _CheckpointOnlyTracker
-from cdcflow.io.kafka import KafkaError, KafkaSettings, KafkaSource, PartitionPoller
+from cdcflow.io.kafka.client import KafkaError
+from cdcflow.io.kafka.poller import PartitionPoller
+from cdcflow.io.kafka.settings import KafkaSettings
+from cdcflow.io.kafka.source import KafkaSource
 from tests.unit.kafka_fakes import FakeBroker, install
 
 T = "shop.public.orders"
@@ -95,8 +98,7 @@ def test_tracker_only_checkpoints() -> None:
     assert (residual.start, residual.stop) == (11, 100)
 
 
-def test_partition_specs_are_checked() -> None:
-    with pytest.raises(ValueError, match="partition spec"):
-        ReadFromKafka(settings(), [(T, 0, -1, 5)])
+def test_bundle_seconds_is_checked() -> None:
     with pytest.raises(ValueError, match="bundle_seconds"):
-        ReadFromKafka(settings(), [(T, 0, 0, 5)], bundle_seconds=0)
+        ReadFromKafka(KafkaSource(settings()), bundle_seconds=0)
+

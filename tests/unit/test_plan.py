@@ -17,7 +17,7 @@ from cdcflow.pipelines import registry
 from cdcflow.pipelines.config import load_pipeline
 from cdcflow.pipelines.plan import (
     ResumePoints,
-    lowest_positions,
+    caught_up,
     plan_pipeline,
     resume_offsets,
     resume_points,
@@ -282,14 +282,19 @@ def test_without_position_keeping_sinks_nothing_is_backfilled() -> None:
     assert not fresh.positionless
 
 
-def test_lowest_positions_counts_a_missing_position_as_nothing() -> None:
+def test_caught_up_needs_every_keeping_sink_at_each_end() -> None:
+    # The --until-caught-up measure on Flink: the resume rule starts each partition at its end.
     a = MemoryWriter(positions={("orders", "0"): 10, ("orders", "1"): 3})
     b = MemoryWriter(positions={("orders", "0"): 12})
-    assert lowest_positions([a, b, MemoryWriter(keeps_positions=False)]) == {
-        ("orders", "0"): 10,
-        ("orders", "1"): -1,
-    }
-    assert lowest_positions([MemoryWriter(keeps_positions=False)]) == {}
+    other = MemoryWriter(keeps_positions=False)
+    assert caught_up([a, b, other], {("orders", "0"): 11})
+    assert not caught_up([a, b, other], {("orders", "0"): 12})
+    # a sink without a position for a partition has nothing of it yet
+    assert not caught_up([a, b, other], {("orders", "0"): 11, ("orders", "1"): 4})
+    assert caught_up([a], {("orders", "0"): 11, ("orders", "1"): 4})
+    # without a position-keeping sink nothing can tell (the Flink run refuses that case)
+    assert not caught_up([other], {("orders", "0"): 1})
+    assert caught_up([a, b], {})
 
 
 def test_sinks_without_positions_are_ignored() -> None:

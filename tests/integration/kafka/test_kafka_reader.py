@@ -9,8 +9,10 @@ produced, or read back from the broker by an independent consumer.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -19,9 +21,13 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from cdcflow.beam import kafka as beam_kafka
 from cdcflow.beam.kafka import UNBOUNDED, ReadFromKafka
+from cdcflow.core.writer import Writer
 from cdcflow.errors import ConfigError
-from cdcflow.io.kafka import KafkaSettings, KafkaSource, PartitionPoller
+from cdcflow.io.kafka.poller import PartitionPoller
+from cdcflow.io.kafka.settings import KafkaSettings
+from cdcflow.io.kafka.source import KafkaSource
 from cdcflow.schemas.model import RawBatch
+from cdcflow.testing import MemoryWriter
 from tests.integration.kafka.helpers import group_offsets
 from tests.servers.tansu import (
     CONSUMER_TEST_CONFIG,
@@ -260,29 +266,53 @@ class _RecordWrites(beam.DoFn):  # type: ignore[misc]
         yield batch
 
 
-def _run_reader(config: KafkaSettings, specs: list[tuple[str, int, int, int]], topic: str,
-                partitions: int, bundle_seconds: float = 0.001) -> None:
+def _run_reader(config: KafkaSettings, writers: list[Writer], topic: str, partitions: int,
+                until_caught_up: bool = True, bundle_seconds: float = 0.001) -> None:
     WRITES.clear()
+    read = ReadFromKafka(KafkaSource(config), writers, until_caught_up=until_caught_up,
+                         bundle_seconds=bundle_seconds)
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:
         _ = (
             pipeline
-            | ReadFromKafka(config, specs, bundle_seconds=bundle_seconds)
+            | read
             | beam.ParDo(_RecordWrites(config.bootstrap_servers, config.group_id, topic,
                                        partitions))
         )
 
 
+def test_the_ranges_follow_the_resume_rule_over_the_writers_positions(kafka_broker: str) -> None:
+    topic = topic_with(kafka_broker, [10, 10, 10])
+    config = settings(kafka_broker, (topic,))
+    commit_group(kafka_broker, config.group_id, topic, {2: 6})
+    source = KafkaSource(config)
+    # Partition 0: one past the lowest position; 1 and 2: a sink has none, so they are
+    # backfilled from `start` (earliest), whatever the group committed.
+    a = MemoryWriter("a", positions={(topic, "0"): 4, (topic, "1"): 2, (topic, "2"): 8})
+    b = MemoryWriter("b", positions={(topic, "0"): 6})
+    caught_up = ReadFromKafka(source, [a, b], until_caught_up=True).partition_specs()
+    assert caught_up == [(topic, 0, 5, 10), (topic, 1, 0, 10), (topic, 2, 0, 10)]
+    streaming = ReadFromKafka(source, [a, b]).partition_specs()
+    assert [spec[3] for spec in streaming] == [UNBOUNDED] * 3
+    # A sink keeping no positions: the group's committed offset is its position and lowers the
+    # start (partition 2); without position-keeping writers the group alone decides.
+    lowered = ReadFromKafka(source, [a, MemoryWriter("n", keeps_positions=False)])
+    assert lowered.partition_specs()[2] == (topic, 2, 6, UNBOUNDED)
+    alone = ReadFromKafka(source, until_caught_up=True).partition_specs()
+    assert alone == [(topic, 0, 0, 10), (topic, 1, 0, 10), (topic, 2, 6, 10)]
+
+
 def test_beam_reader_reads_ranges_and_commits_after_the_writes(kafka_broker: str) -> None:
     topic = topic_with(kafka_broker, [25, 12])
     config = settings(kafka_broker, (topic,), max_batch_size=4)
-    _run_reader(config, [(topic, 0, 5, 25), (topic, 1, 0, 10)], topic, 2)
+    # The sink holds partition 0 up to offset 4 and nothing of partition 1 (backfilled).
+    _run_reader(config, [MemoryWriter(positions={(topic, "0"): 4})], topic, 2)
 
-    for partition, expected in ((0, list(range(5, 25))), (1, list(range(10)))):
+    for partition, expected in ((0, list(range(5, 25))), (1, list(range(12)))):
         writes = [offsets for part, offsets, _ in WRITES if part == partition]
         assert [o for offsets in writes for o in offsets] == expected  # in order, no gaps
         assert all(0 < len(offsets) <= 4 for offsets in writes)
-    # The group ends at each range's end (the 2 records past partition 1's range unread).
-    assert group_offsets(kafka_broker, config.group_id, topic, 2) == {0: 25, 1: 10}
+    # The group ends at each range's end.
+    assert group_offsets(kafka_broker, config.group_id, topic, 2) == {0: 25, 1: 12}
     # When a batch is written, the group's offset never covers it: offsets are committed only
     # after the batches below them were written (bundle finalization).
     for partition, offsets, committed in WRITES:
@@ -295,7 +325,7 @@ def test_beam_reader_reads_ranges_and_commits_after_the_writes(kafka_broker: str
 def test_an_empty_range_still_brings_the_group_up_to_date(kafka_broker: str) -> None:
     topic = topic_with(kafka_broker, [6])
     config = settings(kafka_broker, (topic,))
-    _run_reader(config, [(topic, 0, 6, 6)], topic, 1)
+    _run_reader(config, [MemoryWriter(positions={(topic, "0"): 5})], topic, 1)
     assert WRITES == []
     assert group_offsets(kafka_broker, config.group_id, topic, 1) == {0: 6}
 
@@ -305,8 +335,63 @@ def test_beam_reader_stops_on_request(kafka_broker: str) -> None:
     config = settings(kafka_broker, (topic,))
     beam_kafka.request_stop()
     try:
-        _run_reader(config, [(topic, 0, 0, UNBOUNDED)], topic, 1)
+        _run_reader(config, [], topic, 1, until_caught_up=False)
     finally:
         beam_kafka.reset_stop()
     assert WRITES == []
     assert group_offsets(kafka_broker, config.group_id, topic, 1) == {0: NO_OFFSET}
+
+
+# -- ReadFromKafka in a hand-written pipeline (docs/extending.md) ----------------------------
+
+
+def _user(n: int) -> tuple[bytes, bytes]:
+    value = (
+        f'{{"op":"c","after":{{"id":{n},"email":"u{n}@example.com"}},'
+        '"source":{"db":"shop","schema":"public","table":"users"}}'
+    )
+    return f'{{"id": {n}}}'.encode(), value.encode()
+
+
+def _hand_written_run(config: KafkaSettings, db: Path) -> int:
+    """The pipeline of docs/extending.md ("Reading Kafka"); returns the records read."""
+    from cdcflow.beam import Decode, WriteDeadLetters, WriteTo
+    from cdcflow.beam.transforms import NAMESPACE
+    from cdcflow.io.files import DeadLetterFileWriter
+    from cdcflow.io.sqlite import SqliteWriter
+
+    source = KafkaSource(config)
+    writer = SqliteWriter("mirror", db, pipeline="hand-written", tables="shop.public.*")
+    dead = DeadLetterFileWriter(db.with_suffix(".dead-letters.jsonl"))
+    p = beam.Pipeline()
+    decoded = p | ReadFromKafka(source, writers=[writer], until_caught_up=True) | Decode()
+    _ = decoded.events | WriteTo(writer)
+    _ = decoded.dead_letters | WriteDeadLetters(dead)
+    result = p.run()
+    result.wait_until_finish()
+    counters = result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name("records_read")
+    )["counters"]
+    return sum(c.committed or c.attempted or 0 for c in counters)
+
+
+def test_a_hand_written_pipeline_resumes_from_its_sinks_positions(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    from tests.console import sqlite_rows
+
+    topic = unique_topic("hand")
+    create_topic(kafka_broker, topic, partitions=2)
+    produce(kafka_broker, topic, [_user(n) for n in range(6)], partition=0)
+    produce(kafka_broker, topic, [_user(n) for n in range(6, 9)], partition=1)
+    # No group commits: only the sink's own positions can make the second run resume.
+    config = settings(kafka_broker, (topic,), commit_offsets=False)
+    db = tmp_path / "mirror.sqlite"
+    assert _hand_written_run(config, db) == 9
+    assert [r["id"] for r in sqlite_rows(db, "users", "id")] == list(range(9))
+    produce(kafka_broker, topic, [_user(9), (b'{"id": 10}', b"not json")], partition=1)
+    assert _hand_written_run(config, db) == 2  # resumed from the sink's positions
+    assert [r["id"] for r in sqlite_rows(db, "users", "id")] == list(range(10))
+    letters = db.with_suffix(".dead-letters.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in letters] == ["decode"]
+    assert _hand_written_run(config, db) == 0

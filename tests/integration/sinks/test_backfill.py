@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from cdcflow.io.kafka import KafkaSettings, KafkaSource
+from cdcflow.io.kafka.settings import KafkaSettings
+from cdcflow.io.kafka.source import KafkaSource
 from tests.integration.kafka.helpers import (
     envelope,
     group_offsets,

@@ -3,11 +3,12 @@
 librdkafka retries a refused connection every few milliseconds and logs each attempt, so a
 wrong broker address or a broker restart used to print hundreds of identical ``Connection
 refused`` lines. :class:`RepeatSummary` is a :class:`logging.Filter` for the loggers that carry
-those lines (``cdcflow.kafka.client``, librdkafka's own log, and ``cdcflow.io.kafka``'s
-per-poll warnings): the first record of a kind passes; later records of the same kind are
-dropped and counted, and at most once every :data:`SUMMARY_EVERY_S` seconds one of them passes
-with ``(N more like this in the last 60s)`` appended. Records of the same kind differ only in
-numbers (ports, milliseconds, client instance ids). Records below WARNING always pass.
+those lines (``cdcflow.kafka.client``, librdkafka's own log, and the per-poll warnings of
+``cdcflow.io.kafka.poller`` and ``cdcflow.io.kafka.offsets``): the first record of a kind
+passes; later records of the same kind are dropped and counted, and at most once every
+:data:`SUMMARY_EVERY_S` seconds one of them passes with ``(N more like this in the last 60s)``
+appended. Records of the same kind differ only in numbers (ports, milliseconds, client
+instance ids). Records below WARNING always pass.
 
 :func:`last_client_error` is the most recent distinct error librdkafka logged, for the final
 error message of a source that could not reach its brokers.

@@ -27,22 +27,16 @@ from pydantic import Field, SecretStr, field_validator
 
 from cdcflow.core.components import BuildContext, DeadLetterConfig
 from cdcflow.core.writer import DeadLetterWriter
-from cdcflow.errors import ConfigError, SinkError, missing_extra
-from cdcflow.io.kafka import ConfigValue, checked_client_config, client_log, client_settings
+from cdcflow.errors import ConfigError, SinkError
+from cdcflow.io.kafka import client
+from cdcflow.io.kafka.client import client_log
+from cdcflow.io.kafka.settings import ConfigValue, checked_client_config, client_settings
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import DeadLetter
 from cdcflow.scrub import scrub
 
 _MANAGED = frozenset({"bootstrap.servers", "enable.idempotence"})
 _MAX_HEADER = 4096
-
-
-def _kafka() -> Any:
-    try:
-        import confluent_kafka
-    except ImportError as exc:  # pragma: no cover - only without the extra
-        raise missing_extra("confluent-kafka", "kafka") from exc
-    return confluent_kafka
 
 
 def _text(value: object) -> bytes:
@@ -108,7 +102,7 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
         """Create the idempotent producer."""
         if self._producer is not None:
             return
-        kafka = _kafka()
+        kafka = client.confluent()
         config: dict[str, Any] = {"acks": "all", "linger.ms": 5, "compression.type": "none"}
         config.update(client_settings(self.producer_config))
         config.update({"bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True})
@@ -144,7 +138,7 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
                         break
                     except BufferError:
                         producer.poll(0.05)
-                    except _kafka().KafkaException as exc:
+                    except client.confluent().KafkaException as exc:
                         raise SinkError(
                             f"cannot produce dead letters to Kafka topic {self.topic!r}: {exc}"
                         ) from None
@@ -170,7 +164,7 @@ class KafkaDeadLetterWriter(DeadLetterWriter):
     def check(self, timeout_s: float = 10.0) -> list[str]:
         """The brokers answer a metadata request within ``timeout_s`` (nothing is produced)."""
         try:
-            kafka = _kafka()
+            kafka = client.confluent()
         except ImportError as exc:
             return [f"dead_letter: {exc}"]
         config: dict[str, Any] = dict(client_settings(self.producer_config))
