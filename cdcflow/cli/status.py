@@ -92,17 +92,25 @@ def pipeline_status(pipeline_file: Path) -> int:
         click.echo(error_line(str(exc)), err=True)
         return EXIT_USAGE
     code = EXIT_OK
-    source_type = getattr(config.all_sources[0], "type", "?")
-    ends: dict[PartitionKey, int] | None = None
+    source_type = ", ".join(sorted({getattr(s, "type", "?") for s in config.all_sources}))
+    ends: dict[PartitionKey, int] | None = {}
     partitions: list[PartitionKey] = []
     source_problem: str | None = None
-    try:
-        found = plan.source.end_offsets()
-        if found is not None:
-            ends = {(str(s), str(p)): int(o) for (s, p), o in found.items()}
-        partitions = [(str(s), str(p)) for s, p in plan.source.partitions()]
-    except CdcflowError as exc:
-        source_problem = f"source ({source_type}): cannot read its partitions and ends: {exc}"
+    own: list[list[PartitionKey]] = []
+    for planned, source_config in zip(plan.inputs, config.all_sources, strict=True):
+        kind = getattr(source_config, "type", "?")
+        try:
+            found = planned.source.end_offsets()
+            if found is None:
+                ends = None  # a source without ends: no lag column for any partition
+            elif ends is not None:
+                ends.update({(str(s), str(p)): int(o) for (s, p), o in found.items()})
+            own.append([(str(s), str(p)) for s, p in planned.source.partitions()])
+            partitions.extend(own[-1])
+        except CdcflowError as exc:
+            source_problem = f"source ({kind}): cannot read its partitions and ends: {exc}"
+            ends = None
+            break
     click.echo(f"pipeline {config.pipeline!r} (source {source_type})")
     for index, writer in enumerate(plan.writers):
         sink_type = getattr(config.sinks[index], "type", "?")
@@ -122,8 +130,9 @@ def pipeline_status(pipeline_file: Path) -> int:
             click.echo(f"    {line}")
     if source_problem is None:
         try:
-            for line in plan.source.describe_positions(partitions):
-                click.echo(f"  {line}")
+            for planned, listed in zip(plan.inputs, own, strict=True):
+                for line in planned.source.describe_positions(listed):
+                    click.echo(f"  {line}")
         except CdcflowError as exc:
             source_problem = f"source ({source_type}): {exc}"
     if source_problem is not None:
