@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cdcflow.errors import CdcflowError, DecodeError, missing_extra
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling, as_decode_error
+from cdcflow.errors import CdcflowError, DecodeError, as_decode_error, missing_extra
+from cdcflow.schemas.debezium.envelope import EnvelopeInterpreter, TombstoneHandling
 from cdcflow.schemas.logical import (
     CONNECT_DATE,
     CONNECT_DECIMAL,
@@ -419,10 +419,10 @@ class ConfluentAvroDecoder:
 
     ``registry`` provides writer schemas by id (a
     :class:`~cdcflow.schemas.registry.SchemaRegistryClient`). ``key_columns`` and
-    ``tombstones`` mean what they mean for :class:`DebeziumJsonDecoder`, whose
-    ``decode_payload`` interprets the decoded records, so kinds (rows, transaction markers,
-    schema changes, heartbeats, unwrapped records), TOAST placeholders, keys and table names
-    behave exactly as for JSON.
+    ``tombstones`` mean what they mean for the JSON decoder: the decoded records go to the
+    same :class:`~cdcflow.schemas.debezium.envelope.EnvelopeInterpreter` the JSON codec uses,
+    so kinds (rows, transaction markers, schema changes, heartbeats, unwrapped records), TOAST
+    placeholders, keys and table names behave exactly as for JSON.
     """
 
     def __init__(
@@ -433,7 +433,7 @@ class ConfluentAvroDecoder:
     ) -> None:
         self.registry = registry
         self.tombstones = tombstones
-        self._payloads = DebeziumJsonDecoder(key_columns=key_columns, tombstones=tombstones)
+        self._interpreter = EnvelopeInterpreter(key_columns=key_columns, tombstones=tombstones)
         self._compiled: dict[int, _Compiled] = {}
         self._reader: Callable[..., Any] = _fastavro().schemaless_reader
 
@@ -509,14 +509,14 @@ class ConfluentAvroDecoder:
     ) -> Decoded:
         key_dict = self.decode_key(key)
         if value is None:
-            return self._payloads.tombstone(position, key_dict, topic)
+            return self._interpreter.tombstone(position, key_dict, topic)
         datum, compiled = self._read(value, "value")
         if not isinstance(datum, dict):
             raise DecodeError(
                 f"value: the Avro datum is a {type(datum).__name__}, not a record; "
                 "Debezium values are records"
             )
-        return self._payloads.decode_payload(
+        return self._interpreter.decode_payload(
             datum,
             position,
             key=key_dict,
