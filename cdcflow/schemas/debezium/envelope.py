@@ -119,7 +119,9 @@ class EnvelopeInterpreter:
             if kind == "row":
                 # A schema name we do not know: the fields still tell markers from rows.
                 kind = guess_kind(payload)
-        elif looks_like_envelope(payload):
+        elif "op" in payload and (
+            "source" in payload or "after" in payload or "before" in payload
+        ):  # looks_like_envelope(payload), inlined: this is every schemaless message
             kind = "envelope"
         else:
             kind = guess_kind(payload)

@@ -32,7 +32,7 @@ from cdcflow.schemas.connect import RowChecker
 from cdcflow.schemas.debezium.compiled import CompiledSchema
 from cdcflow.schemas.debezium.envelope import EnvelopeInterpreter, TombstoneHandling
 from cdcflow.schemas.debezium.schema_block import compile_key_schema, compile_value_schema
-from cdcflow.schemas.debezium.toast import may_hold_placeholder
+from cdcflow.schemas.debezium.toast import PLACEHOLDER_IN_JSON
 from cdcflow.schemas.logical import JSON_DECODER, exact_json_float
 from cdcflow.schemas.model import Decoded, Position, TableSchema
 
@@ -68,6 +68,7 @@ _any_decoder = JSON_DECODER
 _NULL = msgspec.Raw(b"null")
 _WRAPPER_KEYS = frozenset({"schema", "payload"})
 _UNPARSED = object()
+_PLACEHOLDER_TEXT, _PLACEHOLDER_B64 = PLACEHOLDER_IN_JSON
 
 
 class DebeziumJsonDecoder:
@@ -88,6 +89,7 @@ class DebeziumJsonDecoder:
         tombstones: TombstoneHandling = "marker",
     ) -> None:
         self._interpreter = EnvelopeInterpreter(key_columns=key_columns, tombstones=tombstones)
+        self._interpret = self._interpreter.interpret
         self._value_schemas: dict[bytes, CompiledSchema] = {}
         self._key_schemas: dict[bytes, RowChecker | None] = {}
         self._last_raw: msgspec.Raw = msgspec.Raw(b"")
@@ -186,15 +188,14 @@ class DebeziumJsonDecoder:
         if value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH:
             _check_depth(payload)  # rare: only messages with many brackets are walked
         # One scan of the bytes (past the schema block) tells whether any row image can hold
-        # a TOAST placeholder; row images are only searched when it says so.
-        return self._interpreter.interpret(
-            payload,
-            compiled,
-            position,
-            decoded_key,
-            topic,
-            owned=True,
-            maybe_unavailable=may_hold_placeholder(value, scan_from),
+        # a TOAST placeholder; row images are only searched when it says so. The payload was
+        # parsed for this call, so the interpreter may reuse its dicts (owned).
+        maybe_unavailable = (
+            value.find(_PLACEHOLDER_TEXT, scan_from) >= 0
+            or value.find(_PLACEHOLDER_B64, scan_from) >= 0
+        )
+        return self._interpret(
+            payload, compiled, position, decoded_key, topic, True, maybe_unavailable
         )
 
     @staticmethod

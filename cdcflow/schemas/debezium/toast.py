@@ -16,7 +16,6 @@ from cdcflow.schemas.logical import UNAVAILABLE_PLACEHOLDER
 _PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="
 _PLACEHOLDER_LIST = [UNAVAILABLE_PLACEHOLDER]
 _PLACEHOLDER_BYTES = UNAVAILABLE_PLACEHOLDER.encode()
-_PLACEHOLDER_B64_BYTES = _PLACEHOLDER_B64.encode()
 _PLACEHOLDER_FORMS = (
     UNAVAILABLE_PLACEHOLDER,
     _PLACEHOLDER_B64,
@@ -24,16 +23,9 @@ _PLACEHOLDER_FORMS = (
     _PLACEHOLDER_BYTES,
 )
 
-
-def may_hold_placeholder(message: bytes, start: int = 0) -> bool:
-    """False when no row image of the raw JSON ``message`` (from byte ``start``) can hold one.
-
-    One scan of the bytes, so row images are searched only when it says True.
-    """
-    return (
-        message.find(_PLACEHOLDER_BYTES, start) >= 0
-        or message.find(_PLACEHOLDER_B64_BYTES, start) >= 0
-    )
+#: The byte strings a raw JSON message holds when any of its row images holds the placeholder
+#: (as text, or as base64 text): a message without both needs no search of its row images.
+PLACEHOLDER_IN_JSON = (_PLACEHOLDER_BYTES, _PLACEHOLDER_B64.encode())
 
 
 def take_unavailable(row: dict[str, Any]) -> tuple[str, ...]:
