@@ -157,7 +157,7 @@ def _measure(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 def _writer_only(messages: list[tuple[str, str]], dsn: str, batch: int) -> dict[str, float]:
     """Time :class:`PostgresWriter` alone on pre-decoded events (no Kafka, no Beam)."""
     from cdcflow.io.postgres import PostgresWriter
-    from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+    from cdcflow.schemas.debezium import DebeziumJsonDecoder
     from cdcflow.schemas.model import ChangeEvent, EventBatch, Position
 
     decoder = DebeziumJsonDecoder()

@@ -23,6 +23,22 @@ class DecodeError(CdcflowError):
     """A message could not be decoded into change events (terminal for that record)."""
 
 
+def as_decode_error(exc: BaseException) -> DecodeError:
+    """The :class:`DecodeError` that reports an unexpected exception raised by bad input.
+
+    Codecs call it for whatever their parsers raise on hostile input (nesting too deep,
+    invalid UTF-8, values of the wrong type), so that only a :class:`DecodeError` leaves a
+    ``decode`` call. A :class:`DecodeError` is returned as it is.
+    """
+    if isinstance(exc, DecodeError):
+        return exc
+    if isinstance(exc, RecursionError):
+        return DecodeError("the message is nested too deeply to decode")
+    if isinstance(exc, UnicodeDecodeError):
+        return DecodeError(f"the message is not valid UTF-8 ({exc.reason} at byte {exc.start})")
+    return DecodeError(f"cannot decode the message ({type(exc).__name__}: {exc})")
+
+
 class TransientError(CdcflowError):
     """A failure that may succeed when retried (lost connection, deadlock, throttling)."""
 

@@ -367,8 +367,9 @@ def decode(
     With --format debezium-avro each line is base64 (or hex) of a Confluent wire-format
     message; an unreachable schema registry stops the command with exit code 1.
     """
+    from cdcflow.errors import as_decode_error
     from cdcflow.schemas.canonical import decoded_dict, dumps
-    from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, as_decode_error
+    from cdcflow.schemas.debezium import DebeziumJsonDecoder
     from cdcflow.schemas.model import Position
 
     decoder: Any
@@ -376,6 +377,7 @@ def decode(
     fatal: tuple[type[BaseException], ...] = ()
     if fmt == "debezium-avro":
         from cdcflow.cli import decode_avro as avro
+        from cdcflow.schemas.registry import FATAL_DECODE_ERRORS
 
         try:
             decoder = avro.avro_decoder(
@@ -389,7 +391,7 @@ def decode(
             _fail_config(exc)
             return
         unpack = avro.line_decoder("hex" if encoding == "hex" else "base64")
-        fatal = avro.FATAL_ERRORS
+        fatal = FATAL_DECODE_ERRORS
     else:
         avro_only = {
             "--encoding": encoding,

@@ -13,9 +13,10 @@ Contracts
       line).
     * :func:`avro_decoder` raises :class:`~cdcflow.errors.ConfigError` for bad options (exit 2).
       The password is a :class:`pydantic.SecretStr` and never appears in messages.
-    * :data:`FATAL_ERRORS` are the errors that stop the command (exit 1) instead of becoming an
-      error object per line: an unreachable registry, rejected credentials, a failing registry.
-      An unknown schema id is not one of them (it is a per-line decode error).
+    * The errors that stop the command (exit 1) instead of becoming an error object per line
+      are :data:`cdcflow.schemas.registry.FATAL_DECODE_ERRORS` (the decode step stops on the
+      same ones): an unreachable registry, rejected credentials, a failing registry. An unknown
+      schema id is not one of them (it is a per-line decode error).
 """
 
 from __future__ import annotations
@@ -25,24 +26,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
-from cdcflow.errors import ConfigError, DecodeError, TransientError
+from cdcflow.errors import ConfigError, DecodeError
 
 if TYPE_CHECKING:
     from cdcflow.schemas.avro import ConfluentAvroDecoder
-    from cdcflow.schemas.debezium_json import TombstoneHandling
+    from cdcflow.schemas.debezium import TombstoneHandling
 
 Encoding = Literal["base64", "hex"]
 ENCODINGS = ("base64", "hex")
 PASSWORD_ENV = "CDCFLOW_SCHEMA_REGISTRY_PASSWORD"  # noqa: S105 - a variable name
-
-
-def _fatal_errors() -> tuple[type[BaseException], ...]:
-    from cdcflow.schemas.registry import SchemaRegistryError
-
-    return (TransientError, SchemaRegistryError)
-
-
-FATAL_ERRORS: tuple[type[BaseException], ...] = _fatal_errors()
 
 
 def _from_base64(text: bytes) -> bytes:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cdcflow.core.source import Source
     from cdcflow.core.step import Step
     from cdcflow.core.writer import DeadLetterWriter, Writer
-    from cdcflow.schemas.debezium_json import TombstoneHandling
+    from cdcflow.schemas.debezium import TombstoneHandling
 
 
 class BuildContext(msgspec.Struct, frozen=True):

@@ -32,8 +32,10 @@ from typing import Any, Protocol
 
 import msgspec
 
-from cdcflow.errors import CdcflowError, DecodeError, missing_extra
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling, as_decode_error
+from cdcflow.errors import CdcflowError, DecodeError, as_decode_error, missing_extra
+from cdcflow.schemas.debezium.compiled import CompiledSchema
+from cdcflow.schemas.debezium.envelope import EnvelopeInterpreter, TombstoneHandling
+from cdcflow.schemas.debezium.kinds import looks_like_envelope
 from cdcflow.schemas.logical import (
     CONNECT_DATE,
     CONNECT_DECIMAL,
@@ -356,12 +358,16 @@ def _is_metadata(names: set[str]) -> bool:
 
 
 class _Compiled(msgspec.Struct):
-    """A writer schema ready for decoding."""
+    """A writer schema ready for decoding.
+
+    ``parsed`` is fastavro's form of it, ``convert`` the value converter (None: wire values are
+    final) and ``shape`` what the envelope interpreter is told about every record written with
+    it: the message kind and the table schema (None: the record's fields alone tell its kind).
+    """
 
     parsed: Any
     convert: Converter | None
-    table_schema: TableSchema | None
-    is_envelope: bool | None
+    shape: CompiledSchema | None
 
 
 def compile_schema(text: str) -> _Compiled:
@@ -380,6 +386,7 @@ def compile_schema(text: str) -> _Compiled:
     convert = compiler.converter(schema)
     table_schema = None
     is_envelope: bool | None = None
+    shape: CompiledSchema | None = None
     if isinstance(schema, dict) and schema.get("type") in ("record", "error"):
         _, namespace = _full_name(schema, None)
         fields = {str(f["name"]): f for f in schema.get("fields", [])}
@@ -409,9 +416,15 @@ def compile_schema(text: str) -> _Compiled:
                     if not str(f.get("name", "")).startswith("__")
                 ),
             )
-    return _Compiled(
-        parsed=parsed, convert=convert, table_schema=table_schema, is_envelope=is_envelope
-    )
+        if table_schema is not None or is_envelope is not None:
+            # A decoded record has exactly the schema's fields, so they decide for every record.
+            envelope = is_envelope if is_envelope is not None else looks_like_envelope(fields)
+            shape = CompiledSchema(
+                row_converter=None,
+                table_schema=table_schema,
+                kind="envelope" if envelope else "row",
+            )
+    return _Compiled(parsed=parsed, convert=convert, shape=shape)
 
 
 class ConfluentAvroDecoder:
@@ -419,10 +432,10 @@ class ConfluentAvroDecoder:
 
     ``registry`` provides writer schemas by id (a
     :class:`~cdcflow.schemas.registry.SchemaRegistryClient`). ``key_columns`` and
-    ``tombstones`` mean what they mean for :class:`DebeziumJsonDecoder`, whose
-    ``decode_payload`` interprets the decoded records, so kinds (rows, transaction markers,
-    schema changes, heartbeats, unwrapped records), TOAST placeholders, keys and table names
-    behave exactly as for JSON.
+    ``tombstones`` mean what they mean for the JSON decoder: the decoded records go to the
+    same :class:`~cdcflow.schemas.debezium.envelope.EnvelopeInterpreter` the JSON codec uses,
+    so kinds (rows, transaction markers, schema changes, heartbeats, unwrapped records), TOAST
+    placeholders, keys and table names behave exactly as for JSON.
     """
 
     def __init__(
@@ -433,7 +446,7 @@ class ConfluentAvroDecoder:
     ) -> None:
         self.registry = registry
         self.tombstones = tombstones
-        self._payloads = DebeziumJsonDecoder(key_columns=key_columns, tombstones=tombstones)
+        self._interpreter = EnvelopeInterpreter(key_columns=key_columns, tombstones=tombstones)
         self._compiled: dict[int, _Compiled] = {}
         self._reader: Callable[..., Any] = _fastavro().schemaless_reader
 
@@ -509,21 +522,14 @@ class ConfluentAvroDecoder:
     ) -> Decoded:
         key_dict = self.decode_key(key)
         if value is None:
-            return self._payloads.tombstone(position, key_dict, topic)
+            return self._interpreter.tombstone(position, key_dict, topic)
         datum, compiled = self._read(value, "value")
         if not isinstance(datum, dict):
             raise DecodeError(
                 f"value: the Avro datum is a {type(datum).__name__}, not a record; "
                 "Debezium values are records"
             )
-        return self._payloads.decode_payload(
-            datum,
-            position,
-            key=key_dict,
-            topic=topic,
-            table_schema=compiled.table_schema,
-            is_envelope=compiled.is_envelope,
-        )
+        return self._interpreter.interpret(datum, compiled.shape, position, key_dict, topic)
 
     def close(self) -> None:
         """Close the registry client, when it has a ``close``."""

@@ -31,11 +31,6 @@ class Op(str, enum.Enum):  # noqa: UP042 - str() and reprs must stay as they are
     READ = "r"
     TRUNCATE = "t"
 
-    @property
-    def is_upsert(self) -> bool:
-        """True for operations whose effect is "the row now looks like ``after``"."""
-        return self in (Op.CREATE, Op.UPDATE, Op.READ)
-
 
 class TableId(msgspec.Struct, frozen=True, order=True, gc=False):
     """A table's identity; ``str()`` joins the non-empty parts with ``.``."""

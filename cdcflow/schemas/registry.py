@@ -46,6 +46,13 @@ class UnknownSchemaError(DecodeError):
     """A record names a schema id the registry does not have."""
 
 
+#: The errors a decoder raises that are not the record's fault: a transient failure (an
+#: unreachable or failing registry, after retries) or any other registry failure (rejected
+#: credentials). Whoever decodes stops on them (the decode step, ``cdcflow decode``) instead of
+#: dead-lettering the record; an unknown schema id is a :class:`DecodeError`, not one of them.
+FATAL_DECODE_ERRORS: tuple[type[BaseException], ...] = (TransientError, SchemaRegistryError)
+
+
 class SchemaRegistryConfig(BaseModel):
     """``schema_registry:`` — where and how to reach a Confluent-compatible registry."""
 

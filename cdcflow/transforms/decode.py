@@ -7,22 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from cdcflow.core.components import DECODE_FORMATS, DecodeFormat, DecodeSpec
 from cdcflow.core.step import StepResult, raw_dead_letter
-from cdcflow.errors import TransientError
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder, TombstoneHandling
+from cdcflow.schemas.debezium import DebeziumJsonDecoder, TombstoneHandling
 from cdcflow.schemas.model import ChangeEvent, EventBatch, RawBatch
+from cdcflow.schemas.registry import FATAL_DECODE_ERRORS
 
 if TYPE_CHECKING:
     from cdcflow.schemas.registry import SchemaRegistryConfig
-
-
-
-def _fatal_errors() -> tuple[type[BaseException], ...]:
-    from cdcflow.schemas.registry import SchemaRegistryError
-
-    return (TransientError, SchemaRegistryError)
-
-
-_FATAL = _fatal_errors()
 
 
 class DecodeStep:
@@ -34,8 +24,8 @@ class DecodeStep:
     table of messages that do not (true for Kafka, false for files).
 
     ``debezium-avro`` reads the Confluent wire format and needs ``schema_registry``; a
-    registry that cannot be reached (a :class:`~cdcflow.errors.TransientError`, or any
-    :class:`~cdcflow.schemas.registry.SchemaRegistryError`) stops the step instead of
+    registry that cannot be reached (any of
+    :data:`~cdcflow.schemas.registry.FATAL_DECODE_ERRORS`) stops the step instead of
     dead-lettering every record.
     """
 
@@ -107,7 +97,7 @@ class DecodeStep:
         for record in raw.records:
             try:
                 item = decoder.decode(record.value, record.position, key=record.key, topic=topic)
-            except _FATAL:
+            except FATAL_DECODE_ERRORS:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a dead letter
                 dead.append(

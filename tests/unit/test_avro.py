@@ -11,7 +11,7 @@ import pytest
 
 from cdcflow.errors import DecodeError
 from cdcflow.schemas.avro import ConfluentAvroDecoder, compile_schema, split_wire_format
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+from cdcflow.schemas.debezium import DebeziumJsonDecoder
 from cdcflow.schemas.model import (
     ChangeEvent,
     Op,

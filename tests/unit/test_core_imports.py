@@ -41,7 +41,8 @@ def test_core_modules_import_no_engine() -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     for expected in (
-        "cdcflow.schemas.debezium_json",
+        "cdcflow.schemas.debezium.json_codec",
+        "cdcflow.schemas.debezium.envelope",
         "cdcflow.schemas.logical",
         "cdcflow.schemas.ejson",
         "cdcflow.schemas.canonical",

@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdcflow.errors import DecodeError
-from cdcflow.schemas import debezium_json
 from cdcflow.schemas import logical as logical_names
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+from cdcflow.schemas.debezium import DebeziumJsonDecoder, json_codec
 from cdcflow.schemas.model import (
     ChangeEvent,
     Heartbeat,
@@ -217,13 +216,13 @@ def test_postgres_with_schema_decodes_logical_types() -> None:
 
 def test_schema_is_compiled_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    real = debezium_json._compile_value_schema
+    real = json_codec.compile_value_schema
 
     def counting(raw: bytes) -> Any:
         calls.append(raw)
         return real(raw)
 
-    monkeypatch.setattr(debezium_json, "_compile_value_schema", counting)
+    monkeypatch.setattr(json_codec, "compile_value_schema", counting)
     field_calls: list[str] = []
     real_converter_for = logical_names.converter_for
 
@@ -247,9 +246,9 @@ def test_schema_is_compiled_once_and_cached(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_a_second_decoder_has_its_own_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    real = debezium_json._compile_value_schema
+    real = json_codec.compile_value_schema
     monkeypatch.setattr(
-        debezium_json, "_compile_value_schema", lambda raw: calls.append(raw) or real(raw)
+        json_codec, "compile_value_schema", lambda raw: calls.append(raw) or real(raw)
     )
     value = lines("postgres/with_schema.jsonl")[0]
     for decoder in (DebeziumJsonDecoder(), DebeziumJsonDecoder()):

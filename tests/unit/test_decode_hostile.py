@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cdcflow.errors import DecodeError
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+from cdcflow.schemas.debezium import DebeziumJsonDecoder
 from cdcflow.schemas.model import ChangeEvent, Op, Position, RawBatch, RawRecord
 from cdcflow.transforms.decode import DecodeStep
 

@@ -14,7 +14,7 @@ import pytest
 from clickhouse_driver import Client
 
 from cdcflow.errors import DecodeError
-from cdcflow.schemas.debezium_json import DebeziumJsonDecoder
+from cdcflow.schemas.debezium import DebeziumJsonDecoder
 from cdcflow.schemas.model import ChangeEvent, Position
 from tests.integration.sinks.events import REPO, cdcflow_argv
 
