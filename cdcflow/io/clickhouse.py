@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -64,6 +65,7 @@ from cdcflow.io.sink_common import (
     columns_of,
     covers,
     key_columns,
+    max_offset,
     no_key_reason,
     row_count_line,
 )
@@ -111,13 +113,33 @@ def view_sql(view: str, target: str, columns: Sequence[str]) -> str:
     )
 
 
-def offsets_ddl(database: str) -> str:
-    """The positions table: one row per write, the highest offset wins."""
+def offsets_ddl(database: str, table: str = "cdcflow_offsets") -> str:
+    """The positions table: one row per write; the numerically highest offset is the position.
+
+    Offsets are exact decimal text (``String``: no ClickHouse number type holds the 129 digits
+    of a Kinesis sequence number, and ``Decimal`` stops at 76). The engine keeps the last row
+    written per partition when parts merge (a writer only ever stores a higher offset than the
+    one it read); readers take the numeric maximum of the rows not yet merged, in Python
+    (:func:`positions_sql`), never the lexicographic one (``"9" > "10"``).
+    """
     return (
-        f"CREATE TABLE IF NOT EXISTS {qualified(database, 'cdcflow_offsets')} ("
+        f"CREATE TABLE IF NOT EXISTS {qualified(database, table)} ("
         "pipeline String, sink String, stream String, partition String, "
-        "offset UInt64, updated_at DateTime) "
-        "ENGINE = ReplacingMergeTree(offset) ORDER BY (pipeline, sink, stream, partition)"
+        "offset String, updated_at DateTime) "
+        "ENGINE = ReplacingMergeTree ORDER BY (pipeline, sink, stream, partition)"
+    )
+
+
+def positions_sql(database: str) -> str:
+    """The distinct stored offsets per partition of one pipeline's sink (params: pipeline, sink).
+
+    The position is the numeric maximum of each row's offsets (:func:`max_offset`): works on
+    this version's ``String`` offsets and on an earlier version's ``UInt64`` ones.
+    """
+    return (
+        "SELECT stream, partition, groupUniqArray(toString(offset)) FROM "
+        f"{qualified(database, 'cdcflow_offsets')} "
+        "WHERE pipeline = %(pipeline)s AND sink = %(sink)s GROUP BY stream, partition"
     )
 
 
@@ -228,14 +250,9 @@ class ClickHouseWriter(NamespacedTableWriter):
         def prepare() -> None:
             self._version = parse_version(str(self._execute("SELECT version()")[0][0]))
             self._execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}")
+            self._migrate_offsets()
             self._execute(offsets_ddl(self.database))
-            rows = self._execute(
-                f"SELECT stream, partition, max(offset) FROM "
-                f"{qualified(self.database, 'cdcflow_offsets')} "
-                "WHERE pipeline = %(pipeline)s AND sink = %(sink)s GROUP BY stream, partition",
-                {"pipeline": self.pipeline, "sink": self.name},
-            )
-            self._positions = {(str(s), str(p)): int(o) for s, p, o in rows}
+            self._positions = self._read_positions()
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
 
@@ -250,13 +267,7 @@ class ClickHouseWriter(NamespacedTableWriter):
             )
             if not exists or not exists[0][0]:
                 return {}
-            rows = self._execute(
-                f"SELECT stream, partition, max(offset) FROM "
-                f"{qualified(self.database, 'cdcflow_offsets')} "
-                "WHERE pipeline = %(pipeline)s AND sink = %(sink)s GROUP BY stream, partition",
-                {"pipeline": self.pipeline, "sink": self.name},
-            )
-            return {(str(s), str(p)): int(o) for s, p, o in rows}
+            return self._read_positions()
 
         try:
             result: dict[PartitionKey, int] = self._with_retry(
@@ -265,6 +276,56 @@ class ClickHouseWriter(NamespacedTableWriter):
             return result
         finally:
             self.close()
+
+    def _read_positions(self) -> dict[PartitionKey, int]:
+        """The positions of this pipeline and sink: per partition the numerically highest offset."""
+        rows = self._execute(
+            positions_sql(self.database), {"pipeline": self.pipeline, "sink": self.name}
+        )
+        where = f"sink {self.name!r}: {self.database}.cdcflow_offsets at {self.target}"
+        return {(str(s), str(p)): max_offset(offsets, where) for s, p, offsets in rows}
+
+    def _offset_type(self) -> str | None:
+        found = self._execute(
+            "SELECT type FROM system.columns WHERE database = %(db)s AND "
+            "table = 'cdcflow_offsets' AND name = 'offset'",
+            {"db": self.database},
+        )
+        return str(found[0][0]) if found else None
+
+    def _migrate_offsets(self) -> None:
+        """Move an earlier version's positions table (``offset UInt64``) to exact offsets.
+
+        ClickHouse cannot change the type of a table's version column: the highest offset per
+        partition is copied into a new table, which takes the old one's place in one
+        ``RENAME`` (the old one is then dropped). A crash before the rename leaves the old
+        table (the next open starts over); a concurrent migration that won the rename is
+        detected and this one's copy dropped. Losing a position written meanwhile would only
+        replay a batch, which this sink's versioned rows make harmless.
+        """
+        found = self._offset_type()
+        if found is None or found == "String":
+            return
+        database = self.database
+        suffix = uuid.uuid4().hex[:12]
+        staging = qualified(database, f"cdcflow_offsets_new_{suffix}")
+        legacy = qualified(database, f"cdcflow_offsets_{found.lower()}_{suffix}")
+        current = qualified(database, "cdcflow_offsets")
+        self._execute(offsets_ddl(database, f"cdcflow_offsets_new_{suffix}"))
+        try:
+            self._execute(
+                f"INSERT INTO {staging} SELECT pipeline, sink, stream, partition, "
+                f"toString(max(toUInt64(offset))), max(updated_at) FROM {current} "
+                "GROUP BY pipeline, sink, stream, partition"
+            )
+            self._execute(f"RENAME TABLE {current} TO {legacy}, {staging} TO {current}")
+        except Exception:
+            self._execute(f"DROP TABLE IF EXISTS {staging}")
+            if self._offset_type() != "String":
+                raise
+            return  # another writer migrated the table first
+        self._execute(f"DROP TABLE IF EXISTS {legacy}")
+        log.info("sink %r: migrated %s to exact offsets", self.name, current)
 
     def close(self) -> None:
         """Disconnect."""
@@ -337,7 +398,7 @@ class ClickHouseWriter(NamespacedTableWriter):
                         self.name,
                         key[0],
                         key[1],
-                        batch.last_offset,
+                        str(batch.last_offset),
                         dt.datetime.now(dt.UTC).replace(microsecond=0),
                     )
                 ],

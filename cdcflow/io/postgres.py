@@ -68,6 +68,7 @@ from cdcflow.io.sink_common import (
     key_columns,
     no_key_reason,
     row_count_line,
+    stored_offset,
 )
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
@@ -106,15 +107,37 @@ def qualified(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 
 
+#: The type of ``cdcflow_offsets."offset"``: exact integers of any size up to 1000 digits
+#: (Kinesis sequence numbers have up to 129), compared numerically by the server.
+OFFSET_TYPE = "numeric(1000,0)"
+
+
 def offsets_ddl(schema: str) -> str:
     """The DDL of the positions table in ``schema``."""
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified(schema, 'cdcflow_offsets')} ("
         "pipeline text NOT NULL, sink text NOT NULL, stream text NOT NULL, "
-        'partition text NOT NULL, "offset" bigint NOT NULL, '
+        f'partition text NOT NULL, "offset" {OFFSET_TYPE} NOT NULL, '
         "updated_at timestamptz NOT NULL DEFAULT now(), "
         "PRIMARY KEY (pipeline, sink, stream, partition))"
     )
+
+
+def offset_type_sql() -> str:
+    """The query of ``"offset"``'s type in a positions table (param: the table's name)."""
+    return (
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attname = 'offset' AND NOT attisdropped"
+    )
+
+
+def migrate_offsets_sql(table: str) -> str:
+    """Widen the ``bigint`` offsets of an earlier version's positions table, in place.
+
+    Every stored value converts exactly; the table is rewritten under an exclusive lock (it
+    holds one row per partition).
+    """
+    return f'ALTER TABLE {table} ALTER COLUMN "offset" TYPE {OFFSET_TYPE}'
 
 
 def upsert_sql(target: str, stage: str, columns: Sequence[str], key: Sequence[str]) -> str:
@@ -284,14 +307,10 @@ class PostgresWriter(NamespacedTableWriter):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('cdcflow_offsets'))")
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
                 conn.execute(offsets_ddl(self.schema))
+                self._migrate_offsets(conn)
             if self.mode == "timescaledb":
                 self._ensure_timescale(conn)
-            rows = conn.execute(
-                f'SELECT stream, partition, "offset" FROM {self._offsets} '
-                "WHERE pipeline = %s AND sink = %s",
-                (self.pipeline, self.name),
-            ).fetchall()
-            self._positions = {(str(s), str(p)): int(o) for s, p, o in rows}
+            self._positions = self._read_positions(conn)
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
 
@@ -303,12 +322,7 @@ class PostgresWriter(NamespacedTableWriter):
             found = conn.execute("SELECT to_regclass(%s)", (self._offsets,)).fetchone()
             if not found or found[0] is None:
                 return {}
-            rows = conn.execute(
-                f'SELECT stream, partition, "offset" FROM {self._offsets} '
-                "WHERE pipeline = %s AND sink = %s",
-                (self.pipeline, self.name),
-            ).fetchall()
-            return {(str(s), str(p)): int(o) for s, p, o in rows}
+            return self._read_positions(conn)
 
         try:
             result: dict[PartitionKey, int] = self._with_retry(
@@ -317,6 +331,34 @@ class PostgresWriter(NamespacedTableWriter):
             return result
         finally:
             self.close()
+
+    def _read_positions(self, conn: psycopg.Connection[Any]) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink, offsets exact (numeric or bigint)."""
+        rows = conn.execute(
+            f'SELECT stream, partition, "offset" FROM {self._offsets} '
+            "WHERE pipeline = %s AND sink = %s",
+            (self.pipeline, self.name),
+        ).fetchall()
+        where = f"sink {self.name!r}: {self._offsets} at {self.target}"
+        return {(str(s), str(p)): stored_offset(o, where) for s, p, o in rows}
+
+    def _migrate_offsets(self, conn: psycopg.Connection[Any]) -> None:
+        """Widen an earlier version's ``bigint`` offsets in place (inside ``open``'s lock)."""
+        found = conn.execute(offset_type_sql(), (self._offsets,)).fetchone()
+        if found is None or str(found[0]).startswith("numeric"):
+            return
+        try:
+            with conn.transaction():
+                conn.execute(migrate_offsets_sql(self._offsets))
+        except Exception as exc:
+            if postgres_is_transient(exc):
+                raise
+            raise SinkError(
+                f"sink {self.name!r}: cannot widen {self._offsets}.offset ({found[0]}) to "
+                f"{OFFSET_TYPE} at {self.target}: {exc}; the table's owner can run: "
+                f"{migrate_offsets_sql(self._offsets)}"
+            ) from exc
+        log.info("sink %r: migrated %s to exact offsets", self.name, self._offsets)
 
     def close(self) -> None:
         """Close the connection."""
@@ -499,7 +541,7 @@ class PostgresWriter(NamespacedTableWriter):
             params,
         ).fetchone()
         assert stored is not None  # locked by the INSERT above
-        committed = int(stored[0])
+        committed = stored_offset(stored[0], f"sink {self.name!r}: {self._offsets}")
         if offset > committed:
             conn.execute(
                 f'UPDATE {self._offsets} SET "offset" = %s, updated_at = now() '

@@ -34,24 +34,36 @@ from cdcflow.core.components import BuildContext, SinkConfig, check_table_patter
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import SinkError
-from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
+from cdcflow.io.sink_common import (
+    TableWriter,
+    key_columns,
+    log,
+    no_key_reason,
+    row_count_line,
+    stored_offset,
+)
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
 
 _INT64 = (-(2**63), 2**63 - 1)
 #: Errors that mean "SQLite refuses this row" (the row becomes a dead letter).
 _REJECTED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
+#: The positions table. ``"offset"`` has no declared type (no affinity), so SQLite keeps each
+#: value as given: offsets that fit 64 bits as INTEGER (as earlier versions stored them),
+#: larger ones (Kinesis sequence numbers) as their exact decimal TEXT. (A column with INTEGER
+#: or NUMERIC affinity would turn such text into a lossy REAL.) Offsets are compared in Python.
 _OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS cdcflow_offsets (
     pipeline TEXT NOT NULL,
     sink TEXT NOT NULL,
     stream TEXT NOT NULL,
     partition TEXT NOT NULL,
-    "offset" INTEGER NOT NULL,
+    "offset" NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (pipeline, sink, stream, partition)
 )
 """
+_OFFSETS_COLUMNS = 'pipeline, sink, stream, partition, "offset", updated_at'
 
 #: Connect/Avro base types and logical names to SQLite column types.
 _TYPE_BY_LOGICAL = {
@@ -94,6 +106,42 @@ def sqlite_value(value: Any) -> Any:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"cannot store a {type(value).__name__} value in SQLite")
+
+
+def offsets_affinity(conn: sqlite3.Connection) -> str | None:
+    """The declared type of ``cdcflow_offsets."offset"`` (None when there is no such table)."""
+    for row in conn.execute("PRAGMA table_info(cdcflow_offsets)").fetchall():
+        if row[1] == "offset":
+            return str(row[2] or "")
+    return None
+
+
+def migrate_offsets(conn: sqlite3.Connection) -> bool:
+    """Rebuild a positions table of an earlier version (``"offset" INTEGER``) in place.
+
+    Its INTEGER affinity would store an offset beyond 64 bits as a lossy REAL, and SQLite
+    cannot change a column's type: the table is renamed, re-created with
+    :data:`_OFFSETS_DDL`, its rows copied (every value exact: they were 64-bit integers) and
+    the old table dropped, in one ``BEGIN IMMEDIATE`` transaction (a concurrent writer waits;
+    a crash leaves the old table). ``conn`` is in autocommit mode. True when it migrated.
+    """
+    if not offsets_affinity(conn):
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if offsets_affinity(conn):  # another process may have migrated it meanwhile
+            conn.execute("ALTER TABLE cdcflow_offsets RENAME TO cdcflow_offsets_v1")
+            conn.execute(_OFFSETS_DDL)
+            conn.execute(
+                f"INSERT INTO cdcflow_offsets ({_OFFSETS_COLUMNS}) "
+                f"SELECT {_OFFSETS_COLUMNS} FROM cdcflow_offsets_v1"
+            )
+            conn.execute("DROP TABLE cdcflow_offsets_v1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _column_type(event: ChangeEvent, column: str, value: Any) -> str:
@@ -160,6 +208,9 @@ class SqliteWriter(TableWriter):
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if migrate_offsets(conn):
+                log.info("sink %r: migrated cdcflow_offsets in %s to exact offsets",
+                         self.name, self.path)
             conn.execute(_OFFSETS_DDL)
         except sqlite3.Error as exc:
             raise SinkError(
@@ -170,7 +221,10 @@ class SqliteWriter(TableWriter):
             'SELECT stream, partition, "offset" FROM cdcflow_offsets WHERE pipeline=? AND sink=?',
             (self.pipeline, self.name),
         ).fetchall()
-        self._positions = {(stream, part): offset for stream, part, offset in rows}
+        where = f"sink {self.name!r}: {self.path}"
+        self._positions = {
+            (str(stream), str(part)): stored_offset(offset, where) for stream, part, offset in rows
+        }
 
     def stored_positions(self) -> dict[PartitionKey, int]:
         """The stored positions, read-only: a missing database or table means none."""
@@ -193,7 +247,10 @@ class SqliteWriter(TableWriter):
             raise SinkError(
                 f"sink {self.name!r}: cannot read SQLite database {self.path}: {exc}"
             ) from exc
-        return {(str(stream), str(part)): int(offset) for stream, part, offset in rows}
+        where = f"sink {self.name!r}: {self.path}"
+        return {
+            (str(stream), str(part)): stored_offset(offset, where) for stream, part, offset in rows
+        }
 
     def close(self) -> None:
         """Close the connection."""
@@ -249,7 +306,7 @@ class SqliteWriter(TableWriter):
                     "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
                     'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
                     "excluded.\"offset\", updated_at=excluded.updated_at",
-                    (self.pipeline, self.name, key[0], key[1], batch.last_offset),
+                    (self.pipeline, self.name, key[0], key[1], sqlite_value(batch.last_offset)),
                 )
                 conn.execute("COMMIT")
             except BaseException:
