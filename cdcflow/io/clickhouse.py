@@ -44,9 +44,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from cdcflow.core.components import BuildContext, SinkConfig
+from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
@@ -69,6 +69,7 @@ from cdcflow.io.sink_common import (
     no_key_reason,
     row_count_line,
 )
+from cdcflow.io.table_sink import ServerTableSinkConfig
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:
@@ -634,21 +635,15 @@ def _fails(convert: Callable[[Any], Any], value: Any) -> bool:
     return False
 
 
-class ClickHouseSinkConfig(SinkConfig):
+class ClickHouseSinkConfig(ServerTableSinkConfig):
     """``type: clickhouse`` — ReplacingMergeTree tables with a version and a deleted flag.
 
-    ``dsn`` is ``clickhouse://user:password@host:9000/database`` (native protocol; kept secret).
+    ``dsn`` is ``clickhouse://user:password@host:9000/database`` (native protocol; kept secret);
+    the shared keys are :class:`ServerTableSinkConfig`'s.
     """
 
     type: Literal["clickhouse"]
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    dsn: SecretStr
-    tables: str | list[str] = "*"
-    table_map: dict[str, str] = {}
-    truncate: Literal["apply", "ignore"] = "apply"
     view_suffix: str = Field(default="_current", min_length=1, pattern=r"^[A-Za-z0-9_]+$")
-    retry: RetryPolicy = RetryPolicy()
-    connect_timeout_s: int = Field(default=10, ge=1, le=600)
 
     @model_validator(mode="after")
     def _scheme(self) -> ClickHouseSinkConfig:

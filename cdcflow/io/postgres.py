@@ -52,9 +52,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from cdcflow.core.components import BuildContext, SinkConfig
+from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
@@ -70,6 +70,7 @@ from cdcflow.io.sink_common import (
     row_count_line,
     stored_offset,
 )
+from cdcflow.io.table_sink import ServerTableSinkConfig
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op
 
 if TYPE_CHECKING:
@@ -983,24 +984,17 @@ def _type_of(events: Iterable[ChangeEvent], column: str) -> str:
     return "text"
 
 
-class PostgresSinkConfig(SinkConfig):
+class PostgresSinkConfig(ServerTableSinkConfig):
     """``type: postgres`` — write to PostgreSQL (or TimescaleDB) exactly once.
 
     ``dsn`` is a libpq connection string or URI (``postgresql://user:pass@host:5432/db``), kept
     secret; ``schema`` the target schema (created when missing); ``mode`` ``upsert`` | ``append``
-    | ``timescaledb``; ``retry`` the transient-error policy (:class:`RetryPolicy`).
+    | ``timescaledb``; the shared keys are :class:`ServerTableSinkConfig`'s.
     """
 
     type: Literal["postgres"]
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    dsn: SecretStr
-    tables: str | list[str] = "*"
     target_schema: str = Field(default="public", alias="schema", min_length=1, max_length=63)
-    table_map: dict[str, str] = {}
-    truncate: Literal["apply", "ignore"] = "apply"
     mode: Mode = "upsert"
-    retry: RetryPolicy = RetryPolicy()
-    connect_timeout_s: int = Field(default=10, ge=1, le=600)
 
     def build(self, context: BuildContext) -> PostgresWriter:
         """Build the writer (no connection is opened here)."""

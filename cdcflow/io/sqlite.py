@@ -28,9 +28,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from cdcflow.core.components import BuildContext, SinkConfig, check_table_patterns
+from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import SinkError
@@ -42,6 +42,7 @@ from cdcflow.io.sink_common import (
     row_count_line,
     stored_offset,
 )
+from cdcflow.io.table_sink import TableSinkConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
 
@@ -509,18 +510,12 @@ class SqliteWriter(TableWriter):
         return table
 
 
-class SqliteSinkConfig(SinkConfig):
+class SqliteSinkConfig(TableSinkConfig):
     """``type: sqlite`` — mirror tables into a SQLite database file."""
 
     type: Literal["sqlite"]
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: str = Field(min_length=1)
-    tables: str | list[str] = "*"
     naming: Literal["table", "qualified"] = "table"
-    table_map: dict[str, str] = {}
-    truncate: Literal["apply", "ignore"] = "apply"
-
-    _check_tables = field_validator("tables")(check_table_patterns)
 
     def build(self, context: BuildContext) -> SqliteWriter:
         """Build the writer (the path is relative to the pipeline file)."""
