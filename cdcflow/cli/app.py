@@ -16,7 +16,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Literal, NoReturn
 
 import click
 
@@ -230,10 +230,19 @@ def _warn_unmatched_tables(config: Any, plan: Any) -> None:
 
 @main.command()
 @click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
-def validate(pipeline_file: Path) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["beam", "flink"]),
+    default="beam",
+    show_default=True,
+    help="The engine the pipeline will run on (what each sink must be able to do depends on "
+    "how the engine replays after a failure).",
+)
+def validate(pipeline_file: Path, engine: Literal["beam", "flink"]) -> None:
     """Check PIPELINE_FILE without moving data: configuration, reachability, permissions.
 
-    The file is validated first (every problem listed as FILE:LINE: KEY: ...; exit code 2).
+    The file is validated first (every problem listed as FILE:LINE: KEY: ...; exit code 2),
+    including what the pipeline asks of each sink against what the sink can do on --engine.
     Then the source, every sink and the dead-letter destination are checked (files readable,
     directories creatable, servers reachable): one error line per problem, exit code 1.
     Exit code 0 when the pipeline is valid and every check passed.
@@ -243,7 +252,7 @@ def validate(pipeline_file: Path) -> None:
 
     try:
         config = load_pipeline(pipeline_file)
-        plan = plan_pipeline(config)
+        plan = plan_pipeline(config, engine=engine)
     except ConfigError as exc:
         _fail_config(exc)
     checks: list[tuple[str, Any]] = [("source", plan.source)]

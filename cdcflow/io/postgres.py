@@ -61,6 +61,7 @@ from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
 from cdcflow.io.sink_common import (
+    APPEND,
     NamespacedTableWriter,
     Target,
     columns_of,
@@ -256,6 +257,8 @@ class PostgresWriter(NamespacedTableWriter):
         self._dsn = dsn
         self.schema = schema
         self.mode = mode
+        if mode != "upsert":
+            self.capabilities = APPEND  # a history table: appends, never upserts
         self.retry = retry or RetryPolicy()
         self.connect_timeout_s = connect_timeout_s
         self._conn: psycopg.Connection[Any] | None = None

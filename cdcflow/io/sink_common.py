@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.step import event_dead_letter
-from cdcflow.core.writer import TableFilter, Writer
+from cdcflow.core.writer import MIRROR, Capabilities, TableFilter, Writer
 from cdcflow.errors import SinkError
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
@@ -58,10 +58,21 @@ def max_offset(values: Iterable[object], where: str) -> int:
     return max(stored_offset(value, where) for value in values)
 
 
+#: A history table (an append mode): every event becomes a new row, so nothing is upserted,
+#: deleted, truncated or kept from the stored row, and a write without the stored position
+#: would append the rows again (exactly once comes from the positions kept with them).
+APPEND = Capabilities()
+
+
 class TableWriter(Writer):
-    """Base of the sinks that write rows into tables and keep positions with them."""
+    """Base of the sinks that write rows into tables and keep positions with them.
+
+    A mirror by default (:data:`~cdcflow.core.writer.MIRROR`); a sink in an append mode sets
+    :data:`APPEND` on the instance.
+    """
 
     keeps_positions = True
+    capabilities = MIRROR
 
     def __init__(
         self,
