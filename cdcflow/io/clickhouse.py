@@ -383,9 +383,10 @@ class ClickHouseWriter(NamespacedTableWriter):
         committed = self._positions.get(key, -1)
         if batch.last_offset <= committed:
             return skipped()
-        events = self._new_events(batch, committed)
+        self._count_batch()
+        groups = self._new_by_target(batch, committed)
         what = self._write_what(batch)
-        dead: list[DeadLetter] = self._with_retry(lambda: self._apply(events), what)
+        dead: list[DeadLetter] = self._with_retry(lambda: self._apply(groups), what)
         if dead and reject is not None:
             reject(dead)
 
@@ -407,7 +408,7 @@ class ClickHouseWriter(NamespacedTableWriter):
 
         self._with_retry(store, what)
         self._positions[key] = batch.last_offset
-        return WriteResult(len(events) - len(dead), dead)
+        return WriteResult(sum(len(group) for group in groups.values()) - len(dead), dead)
 
     def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
         return call_with_retry(
@@ -424,10 +425,10 @@ class ClickHouseWriter(NamespacedTableWriter):
             except Exception:  # the connection is broken anyway
                 log.debug("disconnecting a broken client failed", exc_info=True)
 
-    def _apply(self, events: list[ChangeEvent]) -> list[DeadLetter]:
-        """Insert the rows of ``events`` (idempotent: safe to run again after a failure)."""
+    def _apply(self, groups: dict[Target, list[ChangeEvent]]) -> list[DeadLetter]:
+        """Insert the rows of each target's events (idempotent: safe to run again)."""
         dead: list[DeadLetter] = []
-        for target, table_events in self._by_target(events).items():
+        for target, table_events in groups.items():
             dead.extend(self._apply_table(target, table_events))
         return dead
 

@@ -47,7 +47,7 @@ import datetime as dt
 import hashlib
 import logging
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -56,7 +56,6 @@ from pydantic import Field
 
 from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import MissingDependencyError, SinkError, missing_extra
 from cdcflow.io.pg_types import binary_copy_types, copy_value, pg_type, pg_type_for_value
 from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
@@ -64,6 +63,7 @@ from cdcflow.io.sink_common import (
     APPEND,
     NamespacedTableWriter,
     Target,
+    TransactionalTableWriter,
     columns_of,
     covers,
     key_columns,
@@ -235,7 +235,7 @@ class _RowProblem(Exception):
     """An event that cannot be written (no key, no row image); it becomes a dead letter."""
 
 
-class PostgresWriter(NamespacedTableWriter):
+class PostgresWriter(NamespacedTableWriter, TransactionalTableWriter):
     """Write change events to PostgreSQL exactly once (see the module docstring)."""
 
     def __init__(
@@ -460,15 +460,6 @@ class PostgresWriter(NamespacedTableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
-        """Apply one batch and store its position in one transaction, retrying transients."""
-        key = batch.partition_key
-        if batch.last_offset <= self._positions.get(key, -1):
-            return skipped()
-        what = self._write_what(batch)
-        result: WriteResult = self._with_retry(lambda: self._write_once(batch, reject), what)
-        return result
-
     def _with_retry(self, operation: Any, what: str) -> Any:
         return call_with_retry(
             operation, postgres_is_transient, self.retry, what, on_retry=self._reset,
@@ -486,29 +477,45 @@ class PostgresWriter(NamespacedTableWriter):
             except Exception:  # the connection is broken anyway
                 log.debug("closing a broken connection failed", exc_info=True)
 
-    def _write_once(self, batch: EventBatch, reject: RejectSink | None) -> WriteResult:
-        conn = self._connect()
-        key = batch.partition_key
-        dead: list[DeadLetter] = []
-        applied = 0
-        try:
-            with conn.transaction():
-                committed = self._claim_position(conn, key, batch.last_offset)
-                if batch.last_offset > committed:
-                    groups = self._new_by_target(batch, committed)
-                    dead = self._apply(conn, groups)
-                    if dead and reject is not None:
-                        reject(dead)
-                    applied = sum(len(group) for group in groups.values()) - len(dead)
-                    committed = batch.last_offset
-        except BaseException:
-            self._tables.clear()
-            self._stages.clear()
-            raise
-        self._positions[key] = committed
-        return WriteResult(applied, dead)
+    # Hooks of the transactional template (TransactionalTableWriter.write): the whole
+    # transaction is retried on transient failures, on a new connection.
 
-    def _claim_position(self, conn: psycopg.Connection[Any], key: PartitionKey, offset: int) -> int:
+    def _attempt(self, operation: Callable[[], Any], what: str) -> Any:
+        return self._with_retry(operation, what)
+
+    def _begin(self) -> None:
+        self._connect().execute("BEGIN")
+
+    def _apply_batch(self, batch: EventBatch, committed: int) -> tuple[int, list[DeadLetter]]:
+        groups = self._new_by_target(batch, committed)
+        taken = sum(len(group) for group in groups.values())
+        return taken, self._apply(self._require(), groups)
+
+    def _store_position(self, key: PartitionKey, offset: int) -> None:
+        """Nothing: :meth:`_claim_position` stored it as the transaction's first statement."""
+
+    def _commit(self) -> None:
+        self._require().execute("COMMIT")
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is None or conn.closed:
+            return  # a lost connection rolled the transaction back
+        try:
+            conn.execute("ROLLBACK")
+        except Exception:  # the original failure matters, not this one
+            log.debug("rolling back failed", exc_info=True)
+
+    def _reset_caches(self) -> None:
+        self._tables.clear()
+        self._stages.clear()
+
+    def _require(self) -> psycopg.Connection[Any]:
+        conn = self._conn
+        assert conn is not None, "the transaction's connection"
+        return conn
+
+    def _claim_position(self, key: PartitionKey, offset: int) -> int:
         """Store ``offset`` as ``key``'s position if the stored one is the cached one.
 
         Returns the offset that was stored before this transaction: events at or below it are
@@ -526,6 +533,7 @@ class PostgresWriter(NamespacedTableWriter):
         lock, and only the events after it are applied (a second ``UPDATE`` stores ``offset``).
         A row missing although a position is cached (the positions were reset) counts as -1.
         """
+        conn = self._require()
         expected = self._positions.get(key, -1)
         params = (self.pipeline, self.name, key[0], key[1])
         row = conn.execute(

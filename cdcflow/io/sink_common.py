@@ -19,7 +19,15 @@ from typing import Any, Literal, Protocol
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.step import event_dead_letter
-from cdcflow.core.writer import MIRROR, Capabilities, TableFilter, Writer
+from cdcflow.core.writer import (
+    MIRROR,
+    Capabilities,
+    RejectSink,
+    TableFilter,
+    Writer,
+    WriteResult,
+    skipped,
+)
 from cdcflow.errors import SinkError
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
@@ -100,9 +108,17 @@ class TableWriter(Writer):
     def _new_events(self, batch: EventBatch, committed: int) -> list[ChangeEvent]:
         """The events of ``batch`` after the ``committed`` offset, of tables the filter keeps."""
         keep = self.filter
-        events = [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+        return [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+
+    def _count_batch(self) -> None:
+        """Count a batch to write (once per batch, not per attempt).
+
+        After :data:`WARN_AFTER_BATCHES` batches, every ``tables:`` pattern that matched no table
+        is logged once and counted in ``sink_unmatched_patterns``.
+        """
         self._batches += 1
         if self._batches == WARN_AFTER_BATCHES:
+            keep = self.filter
             for pattern in keep.unmatched():
                 log.warning(
                     "sink %s: tables pattern %r has matched no table in the first %d batches "
@@ -113,7 +129,6 @@ class TableWriter(Writer):
                     WARN_AFTER_BATCHES,
                 )
                 self.metrics.inc("sink_unmatched_patterns", {"sink": self.name, "pattern": pattern})
-        return events
 
     def _write_what(self, batch: EventBatch) -> str:
         """How errors and retries name the write of ``batch``."""
@@ -122,6 +137,98 @@ class TableWriter(Writer):
 
     def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
         return event_dead_letter(f"sink:{self.name}", event, error)
+
+
+class TransactionalTableWriter(TableWriter):
+    """The write of a transactional table sink (SQLite, PostgreSQL): one template, small hooks.
+
+    :meth:`write` skips a batch at or below the cached position; otherwise it runs
+    :meth:`_write_transaction` through :meth:`_attempt` (PostgreSQL retries transient
+    failures there; SQLite translates its errors), which does, in one database transaction:
+
+    1. :meth:`_begin`;
+    2. :meth:`_claim_position`: the stored position, read (or claimed) inside the transaction
+       (default: the cached one); events at or below it are skipped;
+    3. :meth:`_apply_batch`: the rows of the new events of kept tables, returning how many
+       events it took and the dead letters of the rows the destination rejected;
+    4. the dead letters to ``reject``, *before* the position is stored;
+    5. :meth:`_store_position` of the batch's ``last_offset``; 6. :meth:`_commit`.
+
+    Any failure in 2-6 runs :meth:`_rollback` and :meth:`_reset_caches` (what the writer knows
+    about the tables may describe work rolled back) and propagates: neither rows nor the
+    position of that attempt remain. After a commit the cached position moves.
+    """
+
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
+        """Apply one batch and store its position in one transaction (see the class doc)."""
+        if batch.last_offset <= self._positions.get(batch.partition_key, -1):
+            return skipped()
+        self._count_batch()
+        result: WriteResult = self._attempt(
+            lambda: self._write_transaction(batch, reject), self._write_what(batch)
+        )
+        return result
+
+    def _write_transaction(self, batch: EventBatch, reject: RejectSink | None) -> WriteResult:
+        """One attempt at the batch's transaction (steps 1-6 of the class doc)."""
+        key = batch.partition_key
+        applied = 0
+        dead: list[DeadLetter] = []
+        self._begin()
+        try:
+            committed = self._claim_position(key, batch.last_offset)
+            if batch.last_offset > committed:
+                taken, dead = self._apply_batch(batch, committed)
+                if dead and reject is not None:
+                    reject(dead)  # before the position commits
+                self._store_position(key, batch.last_offset)
+                applied = taken - len(dead)
+                committed = batch.last_offset
+            self._commit()
+        except BaseException:
+            self._rollback()
+            self._reset_caches()
+            raise
+        self._positions[key] = committed
+        return WriteResult(applied, dead)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _attempt(self, operation: Callable[[], Any], what: str) -> Any:
+        """Run one batch's transaction (``operation``); ``what`` names it in errors."""
+        return operation()
+
+    def _begin(self) -> None:
+        """Start the batch's transaction."""
+        raise NotImplementedError
+
+    def _claim_position(self, key: PartitionKey, offset: int) -> int:
+        """The position stored for ``key``, as seen inside the transaction (-1: none).
+
+        The default is the cached one (the writer is the partition's only writer); a writer
+        that guards against a concurrent one locks and reads it here, and may store ``offset``
+        in the same statement.
+        """
+        return self._positions.get(key, -1)
+
+    def _apply_batch(self, batch: EventBatch, committed: int) -> tuple[int, list[DeadLetter]]:
+        """Write the rows of ``batch`` after ``committed``: (events taken, dead letters)."""
+        raise NotImplementedError
+
+    def _store_position(self, key: PartitionKey, offset: int) -> None:
+        """Store ``offset`` as ``key``'s position, inside the transaction."""
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        """Commit the batch's transaction."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Roll the batch's transaction back (must not raise over the original failure)."""
+        raise NotImplementedError
+
+    def _reset_caches(self) -> None:
+        """Forget what the writer knows about the destination's tables."""
 
 
 class NamespacedTableWriter(TableWriter):
@@ -157,24 +264,13 @@ class NamespacedTableWriter(TableWriter):
             return self._namespace(), mapped
         return self._namespace(), table.table
 
-    def _by_target(self, events: Iterable[ChangeEvent]) -> dict[Target, list[ChangeEvent]]:
-        """``events`` grouped by target table, in event order within each group."""
-        groups: dict[Target, list[ChangeEvent]] = {}
-        target_of = self.target_table
-        for event in events:
-            target = target_of(event.table)
-            group = groups.get(target)
-            if group is None:
-                group = groups[target] = []
-            group.append(event)
-        return groups
-
     def _new_by_target(
         self, batch: EventBatch, committed: int
     ) -> dict[Target, list[ChangeEvent]]:
-        """:meth:`_new_events` grouped by :meth:`_by_target`, in one pass over the batch.
+        """:meth:`_new_events` grouped by :meth:`target_table`, in one pass over the batch.
 
-        The filter and the target are worked out once per source table of the batch.
+        Groups keep the batch's event order; the filter and the target are worked out once per
+        source table of the batch.
         """
         groups: dict[Target, list[ChangeEvent]] = {}
         keep = self.filter

@@ -32,10 +32,9 @@ from pydantic import Field
 
 from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectSink, WriteResult, skipped
 from cdcflow.errors import SinkError
 from cdcflow.io.sink_common import (
-    TableWriter,
+    TransactionalTableWriter,
     key_columns,
     log,
     no_key_reason,
@@ -177,7 +176,7 @@ class _Table:
         self.key = key
 
 
-class SqliteWriter(TableWriter):
+class SqliteWriter(TransactionalTableWriter):
     """Mirror change events into a SQLite database, exactly once (see the module docstring)."""
 
     def __init__(
@@ -287,37 +286,41 @@ class SqliteWriter(TableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
-        """Apply one batch and store its position in the same transaction."""
-        conn = self._require()
-        key = batch.partition_key
-        committed = self._positions.get(key, -1)
-        if batch.last_offset <= committed:
-            return skipped()
-        events = self._new_events(batch, committed)
-        dead: list[DeadLetter] = []
+    # Hooks of the transactional template (TransactionalTableWriter.write).
+
+    def _attempt(self, operation: Callable[[], Any], what: str) -> Any:
+        """Run the batch's transaction once; SQLite errors become a :class:`SinkError`."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                dead = self._apply(conn, events)
-                if dead and reject is not None:
-                    reject(dead)
-                conn.execute(
-                    'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
-                    "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
-                    'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
-                    "excluded.\"offset\", updated_at=excluded.updated_at",
-                    (self.pipeline, self.name, key[0], key[1], sqlite_value(batch.last_offset)),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                self._tables.clear()
-                raise
+            return operation()
         except sqlite3.Error as exc:
             raise SinkError(f"sink {self.name!r}: SQLite write failed: {exc}") from exc
-        self._positions[key] = batch.last_offset
-        return WriteResult(len(events) - len(dead), dead)
+
+    def _begin(self) -> None:
+        self._require().execute("BEGIN IMMEDIATE")
+
+    def _apply_batch(self, batch: EventBatch, committed: int) -> tuple[int, list[DeadLetter]]:
+        events = self._new_events(batch, committed)
+        return len(events), self._apply(self._require(), events)
+
+    def _store_position(self, key: PartitionKey, offset: int) -> None:
+        self._require().execute(
+            'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
+            "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+            'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
+            "excluded.\"offset\", updated_at=excluded.updated_at",
+            (self.pipeline, self.name, key[0], key[1], sqlite_value(offset)),
+        )
+
+    def _commit(self) -> None:
+        self._require().execute("COMMIT")
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _reset_caches(self) -> None:
+        self._tables.clear()
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
