@@ -32,7 +32,7 @@ from pydantic import Field
 
 from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
-from cdcflow.errors import SinkError
+from cdcflow.errors import RowRejectedError, SinkError
 from cdcflow.io.sink_common import (
     TransactionalTableWriter,
     key_columns,
@@ -348,7 +348,7 @@ class SqliteWriter(TransactionalTableWriter):
         for event in events:
             try:
                 statement = self._statement(conn, event, flush)
-            except (ValueError, TypeError, sqlite3.Error) as exc:
+            except (RowRejectedError, ValueError, TypeError, sqlite3.Error) as exc:
                 dead.append(self._dead(event, exc))
                 continue
             if statement is not None:
@@ -404,13 +404,15 @@ class SqliteWriter(TransactionalTableWriter):
             if known is None:
                 return None
             if row is None and not event.key:
-                raise ValueError(f"delete event for {event.table} has neither a key nor a row")
+                raise RowRejectedError(
+                    f"delete event for {event.table} has neither a key nor a row"
+                )
             self._require_key(known)
             key_values = self._key_values(event, known, row or {})
             where = " AND ".join(f"{quote(c)} = ?" for c in known.key)
             return (f"DELETE FROM {quote(name)} WHERE {where}", key_values)
         if row is None:
-            raise ValueError(f"{event.op.value!r} event for {event.table} has no row image")
+            raise RowRejectedError(f"{event.op.value!r} event for {event.table} has no row image")
         table = self._ensure_table(conn, name, event, row, flush)
         self._require_key(table)
         key_values = self._key_values(event, table, row)
@@ -439,7 +441,7 @@ class SqliteWriter(TransactionalTableWriter):
     @staticmethod
     def _require_key(table: _Table) -> None:
         if not table.key:
-            raise ValueError(
+            raise RowRejectedError(
                 f"table {table.name} exists without a primary key; the sink upserts by key, "
                 "so give the table a PRIMARY KEY or map the source table elsewhere (table_map)"
             )
@@ -454,7 +456,7 @@ class SqliteWriter(TransactionalTableWriter):
             elif column in row:
                 values.append(sqlite_value(row[column]))
             else:
-                raise ValueError(
+                raise RowRejectedError(
                     f"key column {column!r} of {table.name} is missing from the event's key and row"
                 )
         return tuple(values)
@@ -484,7 +486,7 @@ class SqliteWriter(TransactionalTableWriter):
         if table is None:
             key = key_columns([event])
             if not key:
-                raise ValueError(no_key_reason(event.table))
+                raise RowRejectedError(no_key_reason(event.table))
             columns: list[str] = []
             if event.schema is not None:
                 columns = [c.name for c in event.schema.columns]

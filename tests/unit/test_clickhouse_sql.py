@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.ch_types import ch_type, ch_type_for_value, column_converter, converter, nullable
 from cdcflow.io.clickhouse import (
     ClickHouseSinkConfig,
     ClickHouseWriter,
@@ -20,6 +19,13 @@ from cdcflow.io.clickhouse import (
     positions_sql,
     quote,
     view_sql,
+)
+from cdcflow.io.clickhouse.types import (
+    ch_type,
+    ch_type_for_value,
+    column_converter,
+    converter,
+    nullable,
 )
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.schemas.model import Column, TableId

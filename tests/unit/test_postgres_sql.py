@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
 from cdcflow.io.postgres import (
     PostgresSinkConfig,
     PostgresWriter,
@@ -22,6 +21,7 @@ from cdcflow.io.postgres import (
     quote,
     upsert_sql,
 )
+from cdcflow.io.postgres.types import copy_value, pg_type, pg_type_for_value
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.schemas.model import Column, TableId
 
