@@ -29,6 +29,7 @@ from cdcflow.core.writer import (
     skipped,
 )
 from cdcflow.errors import SinkError
+from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
 
@@ -130,6 +131,9 @@ class TableWriter(Writer):
                 )
                 self.metrics.inc("sink_unmatched_patterns", {"sink": self.name, "pattern": pattern})
 
+    def _reset_caches(self) -> None:
+        """Forget what the writer knows about the destination's tables (after a failure)."""
+
     def _write_what(self, batch: EventBatch) -> str:
         """How errors and retries name the write of ``batch``."""
         stream, partition = batch.partition_key
@@ -227,8 +231,6 @@ class TransactionalTableWriter(TableWriter):
         """Roll the batch's transaction back (must not raise over the original failure)."""
         raise NotImplementedError
 
-    def _reset_caches(self) -> None:
-        """Forget what the writer knows about the destination's tables."""
 
 
 class NamespacedTableWriter(TableWriter):
@@ -296,6 +298,85 @@ class NamespacedTableWriter(TableWriter):
             if last_group is not None:
                 last_group.append(event)
         return groups
+
+
+class ServerTableWriter(NamespacedTableWriter):
+    """A table sink on a database server (PostgreSQL, ClickHouse): retries on a new connection.
+
+    Every server operation runs through :meth:`_with_retry`: a failure :meth:`_is_transient`
+    calls transient drops the connection and the caches (:meth:`_reset`) and is retried by
+    ``retry`` (:func:`~cdcflow.io.retry.call_with_retry`), then raises
+    :class:`~cdcflow.errors.TransientSinkError`. :meth:`stored_positions` and :meth:`describe`
+    are built on the hooks :meth:`_positions_table_exists`, :meth:`_read_positions` and
+    :meth:`_describe`.
+    """
+
+    retry: RetryPolicy
+
+    @property
+    def target(self) -> str:
+        """Where the sink writes, without credentials."""
+        raise NotImplementedError
+
+    def _is_transient(self, error: BaseException) -> bool:
+        """True when ``error`` is worth retrying on a new connection."""
+        raise NotImplementedError
+
+    def _close_connection(self) -> None:
+        """Close and forget the connection, if any (may raise; it is forgotten anyway)."""
+        raise NotImplementedError
+
+    def _positions_table_exists(self) -> bool:
+        """True when the positions table exists (checked without creating anything)."""
+        raise NotImplementedError
+
+    def _read_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink, offsets exact."""
+        raise NotImplementedError
+
+    def _describe(self) -> list[str]:
+        """The lines of :meth:`describe` (one attempt)."""
+        raise NotImplementedError
+
+    def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(
+            operation, self._is_transient, self.retry, what, on_retry=self._reset,
+            streaming=self.streaming,
+        )
+
+    def _reset(self, _error: BaseException) -> None:
+        """Drop the connection and everything cached about the session (before a retry)."""
+        try:
+            self._close_connection()
+        except Exception:  # the connection is broken anyway
+            log.debug("sink %r: closing a broken connection failed", self.name, exc_info=True)
+        self._reset_caches()
+
+    def close(self) -> None:
+        """Close the connection and forget the session's caches."""
+        try:
+            self._close_connection()
+        finally:
+            self._reset_caches()
+
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions, creating nothing: no positions table means none."""
+
+        def read() -> dict[PartitionKey, int]:
+            return self._read_positions() if self._positions_table_exists() else {}
+
+        try:
+            result: dict[PartitionKey, int] = self._with_retry(
+                read, f"sink {self.name!r}: reading positions at {self.target}"
+            )
+            return result
+        finally:
+            self.close()
+
+    def describe(self) -> list[str]:
+        """Row counts per table (retried like a write)."""
+        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
+        return result
 
 
 class KnownTable(Protocol):

@@ -525,12 +525,6 @@ class SqliteSinkConfig(TableSinkConfig):
     def build(self, context: BuildContext) -> SqliteWriter:
         """Build the writer (the path is relative to the pipeline file)."""
         return SqliteWriter(
-            name=self.name,
-            path=context.resolve(self.path),
-            pipeline=context.pipeline,
-            tables=self.tables,
-            naming=self.naming,
-            table_map=self.table_map,
-            truncate=self.truncate,
+            **self.writer_options(context), path=context.resolve(self.path), naming=self.naming
         )
 

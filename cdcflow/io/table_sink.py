@@ -9,11 +9,11 @@ and adds only its own keys; the YAML of the existing sinks is unchanged.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from cdcflow.core.components import SinkConfig, check_table_patterns
+from cdcflow.core.components import BuildContext, SinkConfig, check_table_patterns
 from cdcflow.io.retry import RetryPolicy
 
 #: What a ``t`` (truncate) event does: empty the table, or nothing.
@@ -36,6 +36,16 @@ class TableSinkConfig(SinkConfig):
 
     _check_tables = field_validator("tables")(check_table_patterns)
 
+    def writer_options(self, context: BuildContext) -> dict[str, Any]:
+        """The shared keyword arguments of the table writers' constructors."""
+        return {
+            "name": self.name,
+            "pipeline": context.pipeline,
+            "tables": self.tables,
+            "table_map": self.table_map,
+            "truncate": self.truncate,
+        }
+
 
 class ServerTableSinkConfig(TableSinkConfig):
     """A table sink on a database server: a secret ``dsn``, ``retry`` and a connect timeout.
@@ -47,3 +57,12 @@ class ServerTableSinkConfig(TableSinkConfig):
     dsn: SecretStr
     retry: RetryPolicy = RetryPolicy()
     connect_timeout_s: int = Field(default=10, ge=1, le=600)
+
+    def writer_options(self, context: BuildContext) -> dict[str, Any]:
+        """The shared keyword arguments, with the DSN revealed (for the writer only)."""
+        return {
+            **super().writer_options(context),
+            "dsn": self.dsn.get_secret_value(),
+            "retry": self.retry,
+            "connect_timeout_s": self.connect_timeout_s,
+        }

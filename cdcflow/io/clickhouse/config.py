@@ -35,15 +35,5 @@ class ClickHouseSinkConfig(ServerTableSinkConfig):
 
     def build(self, context: BuildContext) -> ClickHouseWriter:
         """Build the writer (no connection is opened here)."""
-        return ClickHouseWriter(
-            name=self.name,
-            dsn=self.dsn.get_secret_value(),
-            pipeline=context.pipeline,
-            tables=self.tables,
-            table_map=self.table_map,
-            truncate=self.truncate,
-            view_suffix=self.view_suffix,
-            retry=self.retry,
-            connect_timeout_s=self.connect_timeout_s,
-        )
+        return ClickHouseWriter(**self.writer_options(context), view_suffix=self.view_suffix)
 

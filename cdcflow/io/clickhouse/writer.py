@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,8 +27,8 @@ from cdcflow.io.clickhouse.sql import (
     qualified,
     quote,
 )
-from cdcflow.io.retry import RetryPolicy, call_with_retry, clickhouse_is_transient
-from cdcflow.io.sink_common import Target, max_offset, row_count_line
+from cdcflow.io.retry import RetryPolicy, clickhouse_is_transient
+from cdcflow.io.sink_common import ServerTableWriter, Target, max_offset, row_count_line
 from cdcflow.schemas.model import DeadLetter, EventBatch
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cdcflow.io.clickhouse")
 
 
-class ClickHouseWriter(RowsWriter):
+class ClickHouseWriter(RowsWriter, ServerTableWriter):
     """Write change events to ClickHouse ReplacingMergeTree tables (see the module docstring)."""
 
     def __init__(
@@ -115,26 +115,13 @@ class ClickHouseWriter(RowsWriter):
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
 
-    def stored_positions(self) -> dict[PartitionKey, int]:
-        """The stored positions, creating nothing: no positions table means none."""
-
-        def read() -> dict[PartitionKey, int]:
-            exists = self._execute(
-                "SELECT count() FROM system.tables WHERE database = %(db)s "
-                "AND name = 'cdcflow_offsets'",
-                {"db": self.database},
-            )
-            if not exists or not exists[0][0]:
-                return {}
-            return self._read_positions()
-
-        try:
-            result: dict[PartitionKey, int] = self._with_retry(
-                read, f"sink {self.name!r}: reading positions at {self.target}"
-            )
-            return result
-        finally:
-            self.close()
+    def _positions_table_exists(self) -> bool:
+        exists = self._execute(
+            "SELECT count() FROM system.tables WHERE database = %(db)s "
+            "AND name = 'cdcflow_offsets'",
+            {"db": self.database},
+        )
+        return bool(exists and exists[0][0])
 
     def _read_positions(self) -> dict[PartitionKey, int]:
         """The positions of this pipeline and sink: per partition the numerically highest offset."""
@@ -186,14 +173,10 @@ class ClickHouseWriter(RowsWriter):
         self._execute(f"DROP TABLE IF EXISTS {legacy}")
         log.info("sink %r: migrated %s to exact offsets", self.name, current)
 
-    def close(self) -> None:
-        """Disconnect."""
-        if self._client is not None:
-            try:
-                self._client.disconnect()
-            finally:
-                self._client = None
-        self._tables.clear()
+    def _close_connection(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
 
     def check(self) -> list[str]:
         """Connectivity and write permission."""
@@ -208,11 +191,6 @@ class ClickHouseWriter(RowsWriter):
         if readonly and str(readonly[0][0]) not in ("0", ""):
             return [f"sink {self.name!r}: the ClickHouse user is read-only at {self.target}"]
         return []
-
-    def describe(self) -> list[str]:
-        """Current row counts per table (``FINAL``, not deleted)."""
-        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
-        return result
 
     def _describe(self) -> list[str]:
         names = [
@@ -268,19 +246,11 @@ class ClickHouseWriter(RowsWriter):
         self._positions[key] = batch.last_offset
         return WriteResult(sum(len(group) for group in groups.values()) - len(dead), dead)
 
-    def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
-        return call_with_retry(
-            operation, clickhouse_is_transient, self.retry, what, on_retry=self._reset,
-            streaming=self.streaming,
-        )
+    def _is_transient(self, error: BaseException) -> bool:
+        return clickhouse_is_transient(error)
 
-    def _reset(self, _error: BaseException) -> None:
-        client, self._client = self._client, None
+    def _reset_caches(self) -> None:
         self._tables.clear()
-        if client is not None:
-            try:
-                client.disconnect()
-            except Exception:  # the connection is broken anyway
-                log.debug("disconnecting a broken client failed", exc_info=True)
+
 
 

@@ -27,15 +27,6 @@ class PostgresSinkConfig(ServerTableSinkConfig):
     def build(self, context: BuildContext) -> PostgresWriter:
         """Build the writer (no connection is opened here)."""
         return PostgresWriter(
-            name=self.name,
-            dsn=self.dsn.get_secret_value(),
-            pipeline=context.pipeline,
-            tables=self.tables,
-            schema=self.target_schema,
-            table_map=self.table_map,
-            truncate=self.truncate,
-            mode=self.mode,
-            retry=self.retry,
-            connect_timeout_s=self.connect_timeout_s,
+            **self.writer_options(context), schema=self.target_schema, mode=self.mode
         )
 

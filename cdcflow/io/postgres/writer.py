@@ -25,8 +25,8 @@ from cdcflow.io.postgres.sql import (
     qualified,
     quote,
 )
-from cdcflow.io.retry import RetryPolicy, call_with_retry, postgres_is_transient
-from cdcflow.io.sink_common import APPEND, Target, row_count_line, stored_offset
+from cdcflow.io.retry import RetryPolicy, postgres_is_transient
+from cdcflow.io.sink_common import APPEND, ServerTableWriter, Target, row_count_line, stored_offset
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cdcflow.io.postgres")
 
 
-class PostgresWriter(UpsertMode, HistoryMode):
+class PostgresWriter(UpsertMode, HistoryMode, ServerTableWriter):
     """Write change events to PostgreSQL exactly once (see the module docstring)."""
 
     def __init__(
@@ -114,31 +114,17 @@ class PostgresWriter(UpsertMode, HistoryMode):
                 self._migrate_offsets(conn)
             if self.mode == "timescaledb":
                 self._ensure_timescale(conn)
-            self._positions = self._read_positions(conn)
+            self._positions = self._read_positions()
 
         self._with_retry(prepare, f"sink {self.name!r}: opening {self.target}")
 
-    def stored_positions(self) -> dict[PartitionKey, int]:
-        """The stored positions, creating nothing: no positions table means none."""
+    def _positions_table_exists(self) -> bool:
+        found = self._connect().execute("SELECT to_regclass(%s)", (self._offsets,)).fetchone()
+        return found is not None and found[0] is not None
 
-        def read() -> dict[PartitionKey, int]:
-            conn = self._connect()
-            found = conn.execute("SELECT to_regclass(%s)", (self._offsets,)).fetchone()
-            if not found or found[0] is None:
-                return {}
-            return self._read_positions(conn)
-
-        try:
-            result: dict[PartitionKey, int] = self._with_retry(
-                read, f"sink {self.name!r}: reading positions at {self.target}"
-            )
-            return result
-        finally:
-            self.close()
-
-    def _read_positions(self, conn: psycopg.Connection[Any]) -> dict[PartitionKey, int]:
+    def _read_positions(self) -> dict[PartitionKey, int]:
         """The stored positions of this pipeline and sink, offsets exact (numeric or bigint)."""
-        rows = conn.execute(
+        rows = self._connect().execute(
             f'SELECT stream, partition, "offset" FROM {self._offsets} '
             "WHERE pipeline = %s AND sink = %s",
             (self.pipeline, self.name),
@@ -164,15 +150,10 @@ class PostgresWriter(UpsertMode, HistoryMode):
             ) from exc
         log.info("sink %r: migrated %s to exact offsets", self.name, self._offsets)
 
-    def close(self) -> None:
-        """Close the connection."""
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            finally:
-                self._conn = None
-        self._tables.clear()
-        self._stages.clear()
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def _timescale_status(self, conn: psycopg.Connection[Any]) -> str:
         """``installed``, ``available`` (can be created) or ``missing``."""
@@ -235,11 +216,6 @@ class PostgresWriter(UpsertMode, HistoryMode):
             self.close()
         return problems
 
-    def describe(self) -> list[str]:
-        """Row counts of the tables in the target schema."""
-        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
-        return result
-
     def _describe(self) -> list[str]:
         conn = self._connect()
         names = [
@@ -260,22 +236,9 @@ class PostgresWriter(UpsertMode, HistoryMode):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _with_retry(self, operation: Any, what: str) -> Any:
-        return call_with_retry(
-            operation, postgres_is_transient, self.retry, what, on_retry=self._reset,
-            streaming=self.streaming,
-        )
+    def _is_transient(self, error: BaseException) -> bool:
+        return postgres_is_transient(error)
 
-    def _reset(self, _error: BaseException) -> None:
-        """Drop the connection and everything cached about the session."""
-        conn, self._conn = self._conn, None
-        self._tables.clear()
-        self._stages.clear()
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # the connection is broken anyway
-                log.debug("closing a broken connection failed", exc_info=True)
 
     # Hooks of the transactional template (TransactionalTableWriter.write): the whole
     # transaction is retried on transient failures, on a new connection.
