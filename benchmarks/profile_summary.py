@@ -21,7 +21,7 @@ from pathlib import Path
 AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("redaction", ("cdcflow/transforms/redact/",)),
     ("decode", ("cdcflow/schemas/", "cdcflow/transforms/decode")),
-    ("PostgreSQL writer", ("cdcflow/io/postgres", "cdcflow/io/pg_types", "cdcflow/io/sink_common")),
+    ("PostgreSQL writer", ("cdcflow/io/postgres/", "cdcflow/io/sink_common")),
     ("Kafka source", ("cdcflow/io/kafka", "cdcflow/beam/kafka")),
 )
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")

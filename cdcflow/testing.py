@@ -22,7 +22,15 @@ from typing import Any, Literal
 
 from cdcflow.core.source import PartitionKey, Source
 from cdcflow.core.step import event_dead_letter
-from cdcflow.core.writer import DeadLetterWriter, RejectSink, Writer, WriteResult, skipped
+from cdcflow.core.writer import (
+    MIRROR,
+    Capabilities,
+    DeadLetterWriter,
+    RejectSink,
+    Writer,
+    WriteResult,
+    skipped,
+)
 from cdcflow.errors import RowRejectedError, SinkError, TransientSinkError
 from cdcflow.schemas.model import (
     ChangeEvent,
@@ -120,7 +128,8 @@ class MemoryWriter(Writer):
       position of their partition are skipped, so a replayed batch changes nothing.
     * ``reject`` optionally names more rows to reject (a predicate on the event).
     * ``positions`` seeds the stored positions (as if earlier runs had written them);
-      ``keeps_positions=False`` makes it behave like a sink without positions.
+      ``keeps_positions=False`` makes it behave like a sink without positions;
+      ``capabilities`` what it declares (a mirror: :data:`~cdcflow.core.writer.MIRROR`).
     * :attr:`calls` logs ``open``, ``committed``, ``write`` and ``close`` in call order.
     """
 
@@ -131,11 +140,13 @@ class MemoryWriter(Writer):
         reject: Callable[[ChangeEvent], bool] | None = None,
         positions: Mapping[PartitionKey, int] | None = None,
         keeps_positions: bool = True,
+        capabilities: Capabilities = MIRROR,
     ) -> None:
         self.name = name
         self.truncate = truncate
         self.reject = reject
         self.keeps_positions = keeps_positions
+        self.capabilities = capabilities
         self.tables: dict[str, dict[Key, dict[str, Any]]] = {}
         self.positions: dict[PartitionKey, int] = dict(positions or {})
         self.calls: list[str] = []
@@ -266,6 +277,7 @@ class FaultyWriter(Writer):
         self.inner = inner
         self.name = inner.name
         self.keeps_positions = inner.keeps_positions
+        self.capabilities = inner.capabilities
         self.fail_on = set(fail_on)
         self.error = error
         self.reject = reject

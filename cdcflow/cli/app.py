@@ -16,7 +16,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, Literal, NoReturn
 
 import click
 
@@ -237,12 +237,14 @@ def _warn_unmatched_tables(config: Any, plan: Any) -> None:
     type=click.Choice(["beam", "flink"]),
     default="beam",
     show_default=True,
-    help="The engine to validate for; flink also checks its limits (Kafka sources only).",
+    help="The engine the pipeline will run on: flink also checks its limits (Kafka sources "
+    "only), and what each sink must be able to do depends on how the engine replays.",
 )
-def validate(pipeline_file: Path, engine: str) -> None:
+def validate(pipeline_file: Path, engine: Literal["beam", "flink"]) -> None:
     """Check PIPELINE_FILE without moving data: configuration, reachability, permissions.
 
-    The file is validated first (every problem listed as FILE:LINE: KEY: ...; exit code 2);
+    The file is validated first (every problem listed as FILE:LINE: KEY: ...; exit code 2),
+    including what the pipeline asks of each sink against what the sink can do on --engine;
     with --engine flink, a source the Flink engine cannot read is a configuration error too.
     Then the source, every sink and the dead-letter destination are checked (files readable,
     directories creatable, servers reachable): one error line per problem, exit code 1.
@@ -257,7 +259,7 @@ def validate(pipeline_file: Path, engine: str) -> None:
             from cdcflow.flink.plan import check_flink_sources
 
             check_flink_sources(config)
-        plan = plan_pipeline(config)
+        plan = plan_pipeline(config, engine=engine)
     except ConfigError as exc:
         _fail_config(exc)
     if engine == "beam" and config.engine is not None:

@@ -198,7 +198,7 @@ def prepare_job(
     """
     check_flink_sources(config)
     options = flink_options(config)
-    plan = plan_pipeline(config)
+    plan = plan_pipeline(config, engine="flink")
     settings = kafka_settings(plan)
     jars = resolve_jars(options, cli_jars, env=env, base_dir=config.path.parent)
     props = java_kafka_properties(getattr(settings, "client_config", {}), options.kafka_properties)

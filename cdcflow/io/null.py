@@ -7,14 +7,15 @@ from typing import Literal
 from pydantic import Field
 
 from cdcflow.core.components import BuildContext, SinkConfig
-from cdcflow.core.writer import RejectSink, Writer, WriteResult
+from cdcflow.core.writer import Capabilities, RejectSink, Writer, WriteResult
 from cdcflow.schemas.model import EventBatch
 
 
 class NullWriter(Writer):
-    """Counts and drops every event."""
+    """Counts and drops every event: writing a batch twice does what writing it once does."""
 
     keeps_positions = False
+    capabilities = Capabilities(idempotent=True)
 
     def __init__(self, name: str) -> None:
         self.name = name

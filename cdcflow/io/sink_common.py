@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.step import event_dead_letter
-from cdcflow.core.writer import TableFilter, Writer
+from cdcflow.core.writer import (
+    MIRROR,
+    Capabilities,
+    RejectSink,
+    TableFilter,
+    Writer,
+    WriteResult,
+    skipped,
+)
+from cdcflow.errors import SinkError
+from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
 
@@ -29,10 +40,48 @@ WARN_AFTER_BATCHES = 10
 log = logging.getLogger("cdcflow.sinks")
 
 
+def stored_offset(value: object, where: str) -> int:
+    """An offset read back from a positions table, as the exact ``int`` it was written as.
+
+    Position tables keep offsets of any size exactly (ARCHITECTURE §2: Kinesis sequence
+    numbers have up to 129 digits): as an integer, a ``NUMERIC`` (a :class:`~decimal.Decimal`
+    without a fraction) or decimal text. Anything inexact (a float, a fraction) means the
+    table was changed by hand or by a lossy tool: :class:`~cdcflow.errors.SinkError` naming
+    ``where``, rather than resuming from a rounded position.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, (str, bytes)):
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        stripped = text.strip()
+        digits = stripped[1:] if stripped[:1] in ("-", "+") else stripped
+        if digits.isascii() and digits.isdigit():
+            return int(stripped)
+    raise SinkError(f"{where}: stored offset {value!r} is not an exact integer")
+
+
+def max_offset(values: Iterable[object], where: str) -> int:
+    """The numerically highest of the offsets ``values`` (see :func:`stored_offset`)."""
+    return max(stored_offset(value, where) for value in values)
+
+
+#: A history table (an append mode): every event becomes a new row, so nothing is upserted,
+#: deleted, truncated or kept from the stored row, and a write without the stored position
+#: would append the rows again (exactly once comes from the positions kept with them).
+APPEND = Capabilities()
+
+
 class TableWriter(Writer):
-    """Base of the sinks that write rows into tables and keep positions with them."""
+    """Base of the sinks that write rows into tables and keep positions with them.
+
+    A mirror by default (:data:`~cdcflow.core.writer.MIRROR`); a sink in an append mode sets
+    :data:`APPEND` on the instance.
+    """
 
     keeps_positions = True
+    capabilities = MIRROR
 
     def __init__(
         self,
@@ -60,9 +109,17 @@ class TableWriter(Writer):
     def _new_events(self, batch: EventBatch, committed: int) -> list[ChangeEvent]:
         """The events of ``batch`` after the ``committed`` offset, of tables the filter keeps."""
         keep = self.filter
-        events = [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+        return [e for e in batch.events if e.position.offset > committed and keep(e.table)]
+
+    def _count_batch(self) -> None:
+        """Count a batch to write (once per batch, not per attempt).
+
+        After :data:`WARN_AFTER_BATCHES` batches, every ``tables:`` pattern that matched no table
+        is logged once and counted in ``sink_unmatched_patterns``.
+        """
         self._batches += 1
         if self._batches == WARN_AFTER_BATCHES:
+            keep = self.filter
             for pattern in keep.unmatched():
                 log.warning(
                     "sink %s: tables pattern %r has matched no table in the first %d batches "
@@ -73,7 +130,9 @@ class TableWriter(Writer):
                     WARN_AFTER_BATCHES,
                 )
                 self.metrics.inc("sink_unmatched_patterns", {"sink": self.name, "pattern": pattern})
-        return events
+
+    def _reset_caches(self) -> None:
+        """Forget what the writer knows about the destination's tables (after a failure)."""
 
     def _write_what(self, batch: EventBatch) -> str:
         """How errors and retries name the write of ``batch``."""
@@ -82,6 +141,96 @@ class TableWriter(Writer):
 
     def _dead(self, event: ChangeEvent, error: BaseException) -> DeadLetter:
         return event_dead_letter(f"sink:{self.name}", event, error)
+
+
+class TransactionalTableWriter(TableWriter):
+    """The write of a transactional table sink (SQLite, PostgreSQL): one template, small hooks.
+
+    :meth:`write` skips a batch at or below the cached position; otherwise it runs
+    :meth:`_write_transaction` through :meth:`_attempt` (PostgreSQL retries transient
+    failures there; SQLite translates its errors), which does, in one database transaction:
+
+    1. :meth:`_begin`;
+    2. :meth:`_claim_position`: the stored position, read (or claimed) inside the transaction
+       (default: the cached one); events at or below it are skipped;
+    3. :meth:`_apply_batch`: the rows of the new events of kept tables, returning how many
+       events it took and the dead letters of the rows the destination rejected;
+    4. the dead letters to ``reject``, *before* the position is stored;
+    5. :meth:`_store_position` of the batch's ``last_offset``; 6. :meth:`_commit`.
+
+    Any failure in 2-6 runs :meth:`_rollback` and :meth:`_reset_caches` (what the writer knows
+    about the tables may describe work rolled back) and propagates: neither rows nor the
+    position of that attempt remain. After a commit the cached position moves.
+    """
+
+    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
+        """Apply one batch and store its position in one transaction (see the class doc)."""
+        if batch.last_offset <= self._positions.get(batch.partition_key, -1):
+            return skipped()
+        self._count_batch()
+        result: WriteResult = self._attempt(
+            lambda: self._write_transaction(batch, reject), self._write_what(batch)
+        )
+        return result
+
+    def _write_transaction(self, batch: EventBatch, reject: RejectSink | None) -> WriteResult:
+        """One attempt at the batch's transaction (steps 1-6 of the class doc)."""
+        key = batch.partition_key
+        applied = 0
+        dead: list[DeadLetter] = []
+        self._begin()
+        try:
+            committed = self._claim_position(key, batch.last_offset)
+            if batch.last_offset > committed:
+                taken, dead = self._apply_batch(batch, committed)
+                if dead and reject is not None:
+                    reject(dead)  # before the position commits
+                self._store_position(key, batch.last_offset)
+                applied = taken - len(dead)
+                committed = batch.last_offset
+            self._commit()
+        except BaseException:
+            self._rollback()
+            self._reset_caches()
+            raise
+        self._positions[key] = committed
+        return WriteResult(applied, dead)
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def _attempt(self, operation: Callable[[], Any], what: str) -> Any:
+        """Run one batch's transaction (``operation``); ``what`` names it in errors."""
+        return operation()
+
+    def _begin(self) -> None:
+        """Start the batch's transaction."""
+        raise NotImplementedError
+
+    def _claim_position(self, key: PartitionKey, offset: int) -> int:
+        """The position stored for ``key``, as seen inside the transaction (-1: none).
+
+        The default is the cached one (the writer is the partition's only writer); a writer
+        that guards against a concurrent one locks and reads it here, and may store ``offset``
+        in the same statement.
+        """
+        return self._positions.get(key, -1)
+
+    def _apply_batch(self, batch: EventBatch, committed: int) -> tuple[int, list[DeadLetter]]:
+        """Write the rows of ``batch`` after ``committed``: (events taken, dead letters)."""
+        raise NotImplementedError
+
+    def _store_position(self, key: PartitionKey, offset: int) -> None:
+        """Store ``offset`` as ``key``'s position, inside the transaction."""
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        """Commit the batch's transaction."""
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        """Roll the batch's transaction back (must not raise over the original failure)."""
+        raise NotImplementedError
+
 
 
 class NamespacedTableWriter(TableWriter):
@@ -117,24 +266,13 @@ class NamespacedTableWriter(TableWriter):
             return self._namespace(), mapped
         return self._namespace(), table.table
 
-    def _by_target(self, events: Iterable[ChangeEvent]) -> dict[Target, list[ChangeEvent]]:
-        """``events`` grouped by target table, in event order within each group."""
-        groups: dict[Target, list[ChangeEvent]] = {}
-        target_of = self.target_table
-        for event in events:
-            target = target_of(event.table)
-            group = groups.get(target)
-            if group is None:
-                group = groups[target] = []
-            group.append(event)
-        return groups
-
     def _new_by_target(
         self, batch: EventBatch, committed: int
     ) -> dict[Target, list[ChangeEvent]]:
-        """:meth:`_new_events` grouped by :meth:`_by_target`, in one pass over the batch.
+        """:meth:`_new_events` grouped by :meth:`target_table`, in one pass over the batch.
 
-        The filter and the target are worked out once per source table of the batch.
+        Groups keep the batch's event order; the filter and the target are worked out once per
+        source table of the batch.
         """
         groups: dict[Target, list[ChangeEvent]] = {}
         keep = self.filter
@@ -160,6 +298,85 @@ class NamespacedTableWriter(TableWriter):
             if last_group is not None:
                 last_group.append(event)
         return groups
+
+
+class ServerTableWriter(NamespacedTableWriter):
+    """A table sink on a database server (PostgreSQL, ClickHouse): retries on a new connection.
+
+    Every server operation runs through :meth:`_with_retry`: a failure :meth:`_is_transient`
+    calls transient drops the connection and the caches (:meth:`_reset`) and is retried by
+    ``retry`` (:func:`~cdcflow.io.retry.call_with_retry`), then raises
+    :class:`~cdcflow.errors.TransientSinkError`. :meth:`stored_positions` and :meth:`describe`
+    are built on the hooks :meth:`_positions_table_exists`, :meth:`_read_positions` and
+    :meth:`_describe`.
+    """
+
+    retry: RetryPolicy
+
+    @property
+    def target(self) -> str:
+        """Where the sink writes, without credentials."""
+        raise NotImplementedError
+
+    def _is_transient(self, error: BaseException) -> bool:
+        """True when ``error`` is worth retrying on a new connection."""
+        raise NotImplementedError
+
+    def _close_connection(self) -> None:
+        """Close and forget the connection, if any (may raise; it is forgotten anyway)."""
+        raise NotImplementedError
+
+    def _positions_table_exists(self) -> bool:
+        """True when the positions table exists (checked without creating anything)."""
+        raise NotImplementedError
+
+    def _read_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions of this pipeline and sink, offsets exact."""
+        raise NotImplementedError
+
+    def _describe(self) -> list[str]:
+        """The lines of :meth:`describe` (one attempt)."""
+        raise NotImplementedError
+
+    def _with_retry(self, operation: Callable[[], Any], what: str) -> Any:
+        return call_with_retry(
+            operation, self._is_transient, self.retry, what, on_retry=self._reset,
+            streaming=self.streaming,
+        )
+
+    def _reset(self, _error: BaseException) -> None:
+        """Drop the connection and everything cached about the session (before a retry)."""
+        try:
+            self._close_connection()
+        except Exception:  # the connection is broken anyway
+            log.debug("sink %r: closing a broken connection failed", self.name, exc_info=True)
+        self._reset_caches()
+
+    def close(self) -> None:
+        """Close the connection and forget the session's caches."""
+        try:
+            self._close_connection()
+        finally:
+            self._reset_caches()
+
+    def stored_positions(self) -> dict[PartitionKey, int]:
+        """The stored positions, creating nothing: no positions table means none."""
+
+        def read() -> dict[PartitionKey, int]:
+            return self._read_positions() if self._positions_table_exists() else {}
+
+        try:
+            result: dict[PartitionKey, int] = self._with_retry(
+                read, f"sink {self.name!r}: reading positions at {self.target}"
+            )
+            return result
+        finally:
+            self.close()
+
+    def describe(self) -> list[str]:
+        """Row counts per table (retried like a write)."""
+        result: list[str] = self._with_retry(self._describe, f"sink {self.name!r}: describe")
+        return result
 
 
 class KnownTable(Protocol):

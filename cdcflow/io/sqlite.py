@@ -28,30 +28,42 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from cdcflow.core.components import BuildContext, SinkConfig, check_table_patterns
+from cdcflow.core.components import BuildContext
 from cdcflow.core.source import PartitionKey
-from cdcflow.core.writer import RejectSink, WriteResult, skipped
-from cdcflow.errors import SinkError
-from cdcflow.io.sink_common import TableWriter, key_columns, no_key_reason, row_count_line
+from cdcflow.errors import RowRejectedError, SinkError
+from cdcflow.io.sink_common import (
+    TransactionalTableWriter,
+    key_columns,
+    log,
+    no_key_reason,
+    row_count_line,
+    stored_offset,
+)
+from cdcflow.io.table_sink import TableSinkConfig
 from cdcflow.schemas.canonical import dumps
 from cdcflow.schemas.model import ChangeEvent, DeadLetter, EventBatch, Op, TableId
 
 _INT64 = (-(2**63), 2**63 - 1)
 #: Errors that mean "SQLite refuses this row" (the row becomes a dead letter).
 _REJECTED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
+#: The positions table. ``"offset"`` has no declared type (no affinity), so SQLite keeps each
+#: value as given: offsets that fit 64 bits as INTEGER (as earlier versions stored them),
+#: larger ones (Kinesis sequence numbers) as their exact decimal TEXT. (A column with INTEGER
+#: or NUMERIC affinity would turn such text into a lossy REAL.) Offsets are compared in Python.
 _OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS cdcflow_offsets (
     pipeline TEXT NOT NULL,
     sink TEXT NOT NULL,
     stream TEXT NOT NULL,
     partition TEXT NOT NULL,
-    "offset" INTEGER NOT NULL,
+    "offset" NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (pipeline, sink, stream, partition)
 )
 """
+_OFFSETS_COLUMNS = 'pipeline, sink, stream, partition, "offset", updated_at'
 
 #: Connect/Avro base types and logical names to SQLite column types.
 _TYPE_BY_LOGICAL = {
@@ -96,6 +108,42 @@ def sqlite_value(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} value in SQLite")
 
 
+def offsets_affinity(conn: sqlite3.Connection) -> str | None:
+    """The declared type of ``cdcflow_offsets."offset"`` (None when there is no such table)."""
+    for row in conn.execute("PRAGMA table_info(cdcflow_offsets)").fetchall():
+        if row[1] == "offset":
+            return str(row[2] or "")
+    return None
+
+
+def migrate_offsets(conn: sqlite3.Connection) -> bool:
+    """Rebuild a positions table of an earlier version (``"offset" INTEGER``) in place.
+
+    Its INTEGER affinity would store an offset beyond 64 bits as a lossy REAL, and SQLite
+    cannot change a column's type: the table is renamed, re-created with
+    :data:`_OFFSETS_DDL`, its rows copied (every value exact: they were 64-bit integers) and
+    the old table dropped, in one ``BEGIN IMMEDIATE`` transaction (a concurrent writer waits;
+    a crash leaves the old table). ``conn`` is in autocommit mode. True when it migrated.
+    """
+    if not offsets_affinity(conn):
+        return False
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if offsets_affinity(conn):  # another process may have migrated it meanwhile
+            conn.execute("ALTER TABLE cdcflow_offsets RENAME TO cdcflow_offsets_v1")
+            conn.execute(_OFFSETS_DDL)
+            conn.execute(
+                f"INSERT INTO cdcflow_offsets ({_OFFSETS_COLUMNS}) "
+                f"SELECT {_OFFSETS_COLUMNS} FROM cdcflow_offsets_v1"
+            )
+            conn.execute("DROP TABLE cdcflow_offsets_v1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return True
+
+
 def _column_type(event: ChangeEvent, column: str, value: Any) -> str:
     """The SQLite declared type for a new column."""
     if event.schema is not None:
@@ -128,7 +176,7 @@ class _Table:
         self.key = key
 
 
-class SqliteWriter(TableWriter):
+class SqliteWriter(TransactionalTableWriter):
     """Mirror change events into a SQLite database, exactly once (see the module docstring)."""
 
     def __init__(
@@ -160,6 +208,9 @@ class SqliteWriter(TableWriter):
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            if migrate_offsets(conn):
+                log.info("sink %r: migrated cdcflow_offsets in %s to exact offsets",
+                         self.name, self.path)
             conn.execute(_OFFSETS_DDL)
         except sqlite3.Error as exc:
             raise SinkError(
@@ -170,7 +221,10 @@ class SqliteWriter(TableWriter):
             'SELECT stream, partition, "offset" FROM cdcflow_offsets WHERE pipeline=? AND sink=?',
             (self.pipeline, self.name),
         ).fetchall()
-        self._positions = {(stream, part): offset for stream, part, offset in rows}
+        where = f"sink {self.name!r}: {self.path}"
+        self._positions = {
+            (str(stream), str(part)): stored_offset(offset, where) for stream, part, offset in rows
+        }
 
     def stored_positions(self) -> dict[PartitionKey, int]:
         """The stored positions, read-only: a missing database or table means none."""
@@ -193,7 +247,10 @@ class SqliteWriter(TableWriter):
             raise SinkError(
                 f"sink {self.name!r}: cannot read SQLite database {self.path}: {exc}"
             ) from exc
-        return {(str(stream), str(part)): int(offset) for stream, part, offset in rows}
+        where = f"sink {self.name!r}: {self.path}"
+        return {
+            (str(stream), str(part)): stored_offset(offset, where) for stream, part, offset in rows
+        }
 
     def close(self) -> None:
         """Close the connection."""
@@ -229,37 +286,41 @@ class SqliteWriter(TableWriter):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(self, batch: EventBatch, reject: RejectSink | None = None) -> WriteResult:
-        """Apply one batch and store its position in the same transaction."""
-        conn = self._require()
-        key = batch.partition_key
-        committed = self._positions.get(key, -1)
-        if batch.last_offset <= committed:
-            return skipped()
-        events = self._new_events(batch, committed)
-        dead: list[DeadLetter] = []
+    # Hooks of the transactional template (TransactionalTableWriter.write).
+
+    def _attempt(self, operation: Callable[[], Any], what: str) -> Any:
+        """Run the batch's transaction once; SQLite errors become a :class:`SinkError`."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                dead = self._apply(conn, events)
-                if dead and reject is not None:
-                    reject(dead)
-                conn.execute(
-                    'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
-                    "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
-                    'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
-                    "excluded.\"offset\", updated_at=excluded.updated_at",
-                    (self.pipeline, self.name, key[0], key[1], batch.last_offset),
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                self._tables.clear()
-                raise
+            return operation()
         except sqlite3.Error as exc:
             raise SinkError(f"sink {self.name!r}: SQLite write failed: {exc}") from exc
-        self._positions[key] = batch.last_offset
-        return WriteResult(len(events) - len(dead), dead)
+
+    def _begin(self) -> None:
+        self._require().execute("BEGIN IMMEDIATE")
+
+    def _apply_batch(self, batch: EventBatch, committed: int) -> tuple[int, list[DeadLetter]]:
+        events = self._new_events(batch, committed)
+        return len(events), self._apply(self._require(), events)
+
+    def _store_position(self, key: PartitionKey, offset: int) -> None:
+        self._require().execute(
+            'INSERT INTO cdcflow_offsets (pipeline, sink, stream, partition, "offset", '
+            "updated_at) VALUES (?, ?, ?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ','now')) "
+            'ON CONFLICT (pipeline, sink, stream, partition) DO UPDATE SET "offset"='
+            "excluded.\"offset\", updated_at=excluded.updated_at",
+            (self.pipeline, self.name, key[0], key[1], sqlite_value(offset)),
+        )
+
+    def _commit(self) -> None:
+        self._require().execute("COMMIT")
+
+    def _rollback(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _reset_caches(self) -> None:
+        self._tables.clear()
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -287,7 +348,7 @@ class SqliteWriter(TableWriter):
         for event in events:
             try:
                 statement = self._statement(conn, event, flush)
-            except (ValueError, TypeError, sqlite3.Error) as exc:
+            except (RowRejectedError, ValueError, TypeError, sqlite3.Error) as exc:
                 dead.append(self._dead(event, exc))
                 continue
             if statement is not None:
@@ -343,13 +404,15 @@ class SqliteWriter(TableWriter):
             if known is None:
                 return None
             if row is None and not event.key:
-                raise ValueError(f"delete event for {event.table} has neither a key nor a row")
+                raise RowRejectedError(
+                    f"delete event for {event.table} has neither a key nor a row"
+                )
             self._require_key(known)
             key_values = self._key_values(event, known, row or {})
             where = " AND ".join(f"{quote(c)} = ?" for c in known.key)
             return (f"DELETE FROM {quote(name)} WHERE {where}", key_values)
         if row is None:
-            raise ValueError(f"{event.op.value!r} event for {event.table} has no row image")
+            raise RowRejectedError(f"{event.op.value!r} event for {event.table} has no row image")
         table = self._ensure_table(conn, name, event, row, flush)
         self._require_key(table)
         key_values = self._key_values(event, table, row)
@@ -378,7 +441,7 @@ class SqliteWriter(TableWriter):
     @staticmethod
     def _require_key(table: _Table) -> None:
         if not table.key:
-            raise ValueError(
+            raise RowRejectedError(
                 f"table {table.name} exists without a primary key; the sink upserts by key, "
                 "so give the table a PRIMARY KEY or map the source table elsewhere (table_map)"
             )
@@ -393,7 +456,7 @@ class SqliteWriter(TableWriter):
             elif column in row:
                 values.append(sqlite_value(row[column]))
             else:
-                raise ValueError(
+                raise RowRejectedError(
                     f"key column {column!r} of {table.name} is missing from the event's key and row"
                 )
         return tuple(values)
@@ -423,7 +486,7 @@ class SqliteWriter(TableWriter):
         if table is None:
             key = key_columns([event])
             if not key:
-                raise ValueError(no_key_reason(event.table))
+                raise RowRejectedError(no_key_reason(event.table))
             columns: list[str] = []
             if event.schema is not None:
                 columns = [c.name for c in event.schema.columns]
@@ -452,28 +515,16 @@ class SqliteWriter(TableWriter):
         return table
 
 
-class SqliteSinkConfig(SinkConfig):
+class SqliteSinkConfig(TableSinkConfig):
     """``type: sqlite`` — mirror tables into a SQLite database file."""
 
     type: Literal["sqlite"]
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     path: str = Field(min_length=1)
-    tables: str | list[str] = "*"
     naming: Literal["table", "qualified"] = "table"
-    table_map: dict[str, str] = {}
-    truncate: Literal["apply", "ignore"] = "apply"
-
-    _check_tables = field_validator("tables")(check_table_patterns)
 
     def build(self, context: BuildContext) -> SqliteWriter:
         """Build the writer (the path is relative to the pipeline file)."""
         return SqliteWriter(
-            name=self.name,
-            path=context.resolve(self.path),
-            pipeline=context.pipeline,
-            tables=self.tables,
-            naming=self.naming,
-            table_map=self.table_map,
-            truncate=self.truncate,
+            **self.writer_options(context), path=context.resolve(self.path), naming=self.naming
         )
 

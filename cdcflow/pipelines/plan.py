@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -43,6 +43,9 @@ from cdcflow.transforms.redact.dead_letters import protect_dead_letters
 
 if TYPE_CHECKING:  # the Kafka modules load only for pipelines that read Kafka
     from cdcflow.io.kafka.source import KafkaSource
+
+#: The engine a pipeline is planned for: capabilities are checked against what it replays.
+Engine = Literal["beam", "flink"]
 
 
 class Plan(msgspec.Struct, kw_only=True):
@@ -79,12 +82,16 @@ class Plan(msgspec.Struct, kw_only=True):
         return RoutedDecode([i.decode for i in self.inputs], routes)
 
 
-def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
-    """Build every component of ``config``.
+def plan_pipeline(
+    config: PipelineConfig, check_tables: bool = True, engine: Engine = "beam"
+) -> Plan:
+    """Build every component of ``config`` for ``engine``.
 
     With ``check_tables`` (the default; off on engine workers and for ``status``), table
     patterns that ``strict``/``require_match`` require to match are checked against the
-    source's tables, and a :class:`ConfigError` is raised before anything is read.
+    source's tables, and a :class:`ConfigError` is raised before anything is read. What the
+    pipeline asks of each sink is checked against the sink's declared capabilities
+    (:func:`check_capabilities`).
 
     Without a ``dead_letter`` section, dead letters go to
     ``dead-letters/<pipeline>.jsonl`` next to the pipeline file (nothing is dropped).
@@ -96,6 +103,7 @@ def plan_pipeline(config: PipelineConfig, check_tables: bool = True) -> Plan:
         _build(config, ("transforms", i), t, context) for i, t in enumerate(config.transforms)
     ]
     writers = [_build(config, ("sinks", i), s, context) for i, s in enumerate(config.sinks)]
+    check_capabilities(config, config.all_sources, writers, engine)
     if config.dead_letter is not None:
         dead_letters = _build(config, ("dead_letter",), config.dead_letter, context)
     else:
@@ -147,6 +155,58 @@ def _plan_sources(config: PipelineConfig, context: BuildContext) -> list[Planned
         )
     check_unique_names(inputs, str(config.path))
     return inputs
+
+
+def check_capabilities(
+    config: PipelineConfig,
+    sources: Sequence[ComponentConfig],
+    writers: Sequence[Writer],
+    engine: Engine,
+) -> None:
+    """Refuse a pipeline that asks a sink for what its capabilities say it cannot do.
+
+    The rules (docs/architecture.md, "Capabilities"), each a located :class:`ConfigError`
+    naming the sink, what the pipeline asks and why the sink cannot:
+
+    * ``truncate: apply`` on a sink that mirrors by key (``upsert``) needs ``truncate``
+      (emptying the table); a sink that appends records a truncate as an event instead;
+    * a sink that keeps no positions of its own must be ``idempotent`` on the Flink engine
+      (a restore from a checkpoint replays the batches since that checkpoint);
+    * on Beam, such a sink must be ``idempotent`` unless the source commits its offsets after
+      every sink wrote them (a Kafka source with ``commit_offsets``): otherwise nothing records
+      how far it got, and every restart applies the source again from ``start:``.
+    """
+    # Every source must record how far it got for a positionless sink to resume.
+    holds_positions = all(bool(getattr(s, "commit_offsets", False)) for s in sources)
+    kinds = ", ".join(sorted({repr(s.type) for s in sources}))
+    for index, (sink, writer) in enumerate(zip(config.sinks, writers, strict=True)):
+        can = writer.capabilities
+        what = f"sink {writer.name!r} ({sink.type})"
+        if getattr(sink, "truncate", None) == "apply" and can.upsert and not can.truncate:
+            raise ConfigError(
+                f"{config.locate(('sinks', index, 'truncate'))}: the pipeline asks {what} to "
+                "empty a table on a truncate event (truncate: apply, the default), but this "
+                "sink cannot truncate; set truncate: ignore"
+            )
+        if writer.keeps_positions or can.idempotent:
+            continue
+        if engine == "flink":
+            why = (
+                "on engine flink a restore from a checkpoint replays the batches written "
+                "since, and this sink would apply them twice"
+            )
+        elif not holds_positions:
+            why = (
+                f"the {kinds} source does not commit offsets for it either, so every "
+                "restart would apply the source again from its start"
+            )
+        else:
+            continue  # the consumer group's offsets are its positions (at least once)
+        raise ConfigError(
+            f"{config.locate(('sinks', index))}: {what} keeps no positions and is not "
+            f"idempotent: {why}; use a sink that keeps positions or is idempotent"
+            + ("" if engine == "flink" else ", or a Kafka source with commit_offsets: true")
+        )
 
 
 def _build(

@@ -25,8 +25,8 @@ _BUILTINS: dict[tuple[str, str], str] = {
     ("transform", "python"): "cdcflow.transforms.python_step:PythonTransformConfig",
     ("sink", "sqlite"): "cdcflow.io.sqlite:SqliteSinkConfig",
     ("sink", "null"): "cdcflow.io.null:NullSinkConfig",
-    ("sink", "postgres"): "cdcflow.io.postgres:PostgresSinkConfig",
-    ("sink", "clickhouse"): "cdcflow.io.clickhouse:ClickHouseSinkConfig",
+    ("sink", "postgres"): "cdcflow.io.postgres.config:PostgresSinkConfig",
+    ("sink", "clickhouse"): "cdcflow.io.clickhouse.config:ClickHouseSinkConfig",
     ("dead_letter", "file"): "cdcflow.io.files:DeadLetterFileConfig",
     ("dead_letter", "kafka"): "cdcflow.io.kafka.dead_letters:DeadLetterKafkaConfig",
 }

@@ -7,6 +7,7 @@ and reads back its rows and stored positions through its own client (not the wri
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -22,6 +23,31 @@ from cdcflow.testing import MemoryWriter
 from tests.integration.sinks.events import FAST_RETRY, event, order_row
 
 State = dict[int, tuple[int, str | None]]
+Positions = dict[tuple[str, str], int]
+
+#: The positions tables of cdcflow 0.x (64-bit offsets), which a writer migrates on open.
+LEGACY_SQLITE_OFFSETS = """
+CREATE TABLE cdcflow_offsets (
+    pipeline TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    partition TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (pipeline, sink, stream, partition)
+)
+"""
+LEGACY_POSTGRES_OFFSETS = (
+    "CREATE TABLE public.cdcflow_offsets (pipeline text NOT NULL, sink text NOT NULL, "
+    'stream text NOT NULL, partition text NOT NULL, "offset" bigint NOT NULL, '
+    "updated_at timestamptz NOT NULL DEFAULT now(), "
+    "PRIMARY KEY (pipeline, sink, stream, partition))"
+)
+LEGACY_CLICKHOUSE_OFFSETS = (
+    "CREATE TABLE {db}.cdcflow_offsets (pipeline String, sink String, stream String, "
+    "partition String, offset UInt64, updated_at DateTime) "
+    "ENGINE = ReplacingMergeTree(offset) ORDER BY (pipeline, sink, stream, partition)"
+)
 
 
 @dataclass
@@ -39,6 +65,12 @@ class SinkUnderTest:
     rejected: Callable[[int, int], ChangeEvent]
     #: True when rows and position commit in one transaction (no row of a failed batch stays).
     transactional: bool = True
+    #: Creates the positions table of an earlier version holding these positions of pipeline
+    #: ``p``, sink ``contract`` (None: the sink has no earlier table format).
+    legacy_positions: Callable[[Positions], None] | None = None
+    #: True when the rows themselves carry the offset in a 64-bit column (ClickHouse's
+    #: ``_version``): a row at a larger offset is rejected, its position still stored exactly.
+    row_offsets_64bit: bool = False
 
 
 def _keyless(offset: int, ident: int) -> ChangeEvent:
@@ -81,13 +113,27 @@ def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> SinkUnderTest:
                     return []
                 raise
 
+    def positions() -> Positions:
+        rows = query('SELECT stream, partition, "offset" FROM cdcflow_offsets')
+        assert all(isinstance(o, (int, str)) for _, _, o in rows), rows  # never a lossy REAL
+        return {(s, p): int(o) for s, p, o in rows}
+
+    def legacy(stored: Positions) -> None:
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute(LEGACY_SQLITE_OFFSETS)
+            conn.executemany(
+                "INSERT INTO cdcflow_offsets VALUES ('p', 'contract', ?, ?, ?, "
+                "'2024-01-01T00:00:00Z')",
+                [(s, p, o) for (s, p), o in stored.items()],
+            )
+
     return SinkUnderTest(
         "sqlite",
         make,
         lambda: {i: (q, n) for i, q, n in query("SELECT id, qty, note FROM orders")},
-        lambda: {(s, p): o for s, p, o in query(
-            'SELECT stream, partition, "offset" FROM cdcflow_offsets')},
+        positions,
         _keyless,
+        legacy_positions=legacy,
     )
 
 
@@ -110,13 +156,27 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> SinkUnderTest:
                 return []
             return conn.execute(sql).fetchall()
 
+    def legacy(stored: Positions) -> None:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(LEGACY_POSTGRES_OFFSETS)
+            for (stream, partition), offset in stored.items():
+                conn.execute(
+                    "INSERT INTO public.cdcflow_offsets (pipeline, sink, stream, partition, "
+                    "\"offset\") VALUES ('p', 'contract', %s, %s, %s)",
+                    (stream, partition, offset),
+                )
+
+    def positions() -> Positions:
+        rows = query('SELECT stream, partition, "offset" FROM cdcflow_offsets')
+        return {(s, p): int(o) for s, p, o in rows}
+
     return SinkUnderTest(
         "postgres",
         make,
         lambda: {i: (q, n) for i, q, n in query("SELECT id, qty, note FROM orders")},
-        lambda: {(s, p): o for s, p, o in query(
-            'SELECT stream, partition, "offset" FROM cdcflow_offsets')},
+        positions,
         _too_big,
+        legacy_positions=legacy,
     )
 
 
@@ -143,16 +203,40 @@ def _clickhouse(request: pytest.FixtureRequest, tmp_path: Path) -> SinkUnderTest
         finally:
             client.disconnect()
 
+    def positions() -> Positions:
+        found: Positions = {}
+        for stream, partition, offset in query(
+            f"SELECT stream, partition, toString(offset) FROM {db}.cdcflow_offsets"
+        ):
+            key = (stream, partition)
+            found[key] = max(found.get(key, int(offset)), int(offset))  # numeric, not text
+        return found
+
+    def legacy(stored: Positions) -> None:
+        client = Client.from_url(dsn)
+        try:
+            client.execute(LEGACY_CLICKHOUSE_OFFSETS.format(db=db))
+            client.execute(
+                f"INSERT INTO {db}.cdcflow_offsets (pipeline, sink, stream, partition, offset, "
+                "updated_at) VALUES",
+                [
+                    ("p", "contract", s, p, o, dt.datetime(2024, 1, 1))
+                    for (s, p), o in stored.items()
+                ],
+            )
+        finally:
+            client.disconnect()
+
     return SinkUnderTest(
         "clickhouse",
         make,
         lambda: {i: (q, n) for i, q, n in query(
             f"SELECT id, qty, note FROM {db}.orders_current")},
-        lambda: {(s, p): o for s, p, o in query(
-            f"SELECT stream, partition, max(offset) FROM {db}.cdcflow_offsets "
-            "GROUP BY stream, partition")},
+        positions,
         _too_big,
         transactional=False,
+        legacy_positions=legacy,
+        row_offsets_64bit=True,
     )
 
 

@@ -152,7 +152,7 @@ CASES = [
         "pipeline: p\n" + SOURCE + SINKS + "    tabels: 'shop.*'\n",
         9,
         "sinks[0].tabels",
-        ("did you mean 'tables'", "expected one of: name, path, tables"),
+        ("did you mean 'tables'", "expected one of: name, tables, table_map, truncate, path"),
     ),
     Bad(
         "bad-pipeline-name",

@@ -29,11 +29,13 @@ CHANGE = (
 PLUGIN = '''
 from typing import Literal
 
-from cdcflow.core.writer import Writer
+from cdcflow.core.writer import Capabilities, Writer
 from cdcflow.core.components import ComponentConfig
 
 
 class BoomWriter(Writer):
+    capabilities = Capabilities(idempotent=True)  # no positions: the plan requires this
+
     def __init__(self, name, where):
         self.name = name
         self.where = where

@@ -10,15 +10,22 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.ch_types import ch_type, ch_type_for_value, column_converter, converter, nullable
 from cdcflow.io.clickhouse import (
     ClickHouseSinkConfig,
     ClickHouseWriter,
     create_table_sql,
     offsets_ddl,
     parse_version,
+    positions_sql,
     quote,
     view_sql,
+)
+from cdcflow.io.clickhouse.types import (
+    ch_type,
+    ch_type_for_value,
+    column_converter,
+    converter,
+    nullable,
 )
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.schemas.model import Column, TableId
@@ -46,10 +53,12 @@ def test_view_reads_final_without_deleted_rows() -> None:
     )
 
 
-def test_offsets_table_keeps_the_highest_offset() -> None:
+def test_offsets_table_keeps_exact_offsets_read_numerically() -> None:
     ddl = offsets_ddl("db")
-    assert "ReplacingMergeTree(offset)" in ddl
-    assert "ORDER BY (pipeline, sink, stream, partition)" in ddl
+    assert "offset String" in ddl  # 129-digit offsets fit no ClickHouse number type
+    assert "ENGINE = ReplacingMergeTree ORDER BY (pipeline, sink, stream, partition)" in ddl
+    # every distinct stored offset is read, the highest chosen as a number in Python
+    assert "groupUniqArray(toString(offset))" in positions_sql("db")
 
 
 def test_version_parsing() -> None:

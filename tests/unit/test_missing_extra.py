@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cdcflow.io.postgres import _split_dsn, dsn_target
+from cdcflow.io.postgres.dsn import _split_dsn, dsn_target
 from tests.console import REPO, cdcflow_script
 
 BLOCKED = ("psycopg", "clickhouse_driver", "confluent_kafka")

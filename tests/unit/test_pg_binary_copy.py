@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cdcflow.io.pg_types import binary_copy_types
+from cdcflow.io.postgres.types import binary_copy_types
 
 UTC = dt.UTC
 NAIVE = dt.datetime(2024, 1, 15, 10, 30, 0, 123456)

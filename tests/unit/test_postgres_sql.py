@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 
 from cdcflow.errors import ConfigError
-from cdcflow.io.pg_types import copy_value, pg_type, pg_type_for_value
 from cdcflow.io.postgres import (
     PostgresSinkConfig,
     PostgresWriter,
     create_table_sql,
     delete_sql,
     hypertable_sql,
+    migrate_offsets_sql,
     offsets_ddl,
     quote,
     upsert_sql,
 )
+from cdcflow.io.postgres.types import copy_value, pg_type, pg_type_for_value
 from cdcflow.pipelines.config import parse_pipeline
 from cdcflow.schemas.model import Column, TableId
 
@@ -61,7 +62,10 @@ def test_offsets_table_is_keyed_by_pipeline_sink_stream_partition() -> None:
     ddl = offsets_ddl("wh")
     assert '"wh"."cdcflow_offsets"' in ddl
     assert "PRIMARY KEY (pipeline, sink, stream, partition)" in ddl
-    assert '"offset" bigint NOT NULL' in ddl
+    assert '"offset" numeric(1000,0) NOT NULL' in ddl  # exact offsets of any size
+    assert migrate_offsets_sql('"wh"."cdcflow_offsets"') == (
+        'ALTER TABLE "wh"."cdcflow_offsets" ALTER COLUMN "offset" TYPE numeric(1000,0)'
+    )
 
 
 def test_hypertable_call_names_the_time_column_parameter() -> None:

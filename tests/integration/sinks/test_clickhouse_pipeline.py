@@ -46,7 +46,7 @@ def test_run_into_clickhouse_then_rerun_changes_nothing(tmp_path: Path, ch_datab
     assert _current(ch_database, f"{db}.items_current") == log.final
     client = Client.from_url(ch_database)
     try:
-        positions = client.execute(f"SELECT max(offset) FROM {db}.cdcflow_offsets")
+        positions = client.execute(f"SELECT max(toUInt64(offset)) FROM {db}.cdcflow_offsets")
         updated_type = client.execute(
             f"SELECT type FROM system.columns WHERE database = '{db}' AND table = 'items' "
             "AND name = 'updated_at'"

@@ -101,7 +101,7 @@ def test_replacing_merge_tree_mirror_with_view_unavailable_columns_and_replay(
     assert stored[0][2] in ("2024-02-01", dt.date(2024, 2, 1))
     offsets = _query(
         ch_database,
-        f"SELECT sink, stream, partition, max(offset) FROM {db}.cdcflow_offsets "
+        f"SELECT sink, stream, partition, max(toUInt64(offset)) FROM {db}.cdcflow_offsets "
         "GROUP BY sink, stream, partition",
     )
     assert offsets == [("ch", "orders.jsonl", "0", 8)]
