@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,14 +242,26 @@ def _clickhouse(request: pytest.FixtureRequest, tmp_path: Path) -> SinkUnderTest
 
 SINKS = {"memory": _memory, "sqlite": _sqlite, "postgres": _postgres, "clickhouse": _clickhouse}
 SERVER_SINKS = {"postgres", "clickhouse"}
+#: The sinks that had a positions table in an earlier version (the memory double never had).
+MIGRATING_SINKS = ("sqlite", "postgres", "clickhouse")
 
 
-@pytest.fixture(
-    params=[
+def _params(names: Iterable[str]) -> list[Any]:
+    return [
         pytest.param(name, marks=[pytest.mark.integration] if name in SERVER_SINKS else [])
-        for name in SINKS
+        for name in names
     ]
-)
+
+
+@pytest.fixture(params=_params(SINKS))
 def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SinkUnderTest]:
     """Each sink of the suite in turn."""
     yield SINKS[request.param](request, tmp_path)
+
+
+@pytest.fixture(params=_params(MIGRATING_SINKS))
+def migrating_sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SinkUnderTest]:
+    """Each sink whose earlier versions stored positions in a table of their own."""
+    made = SINKS[request.param](request, tmp_path)
+    assert made.legacy_positions is not None, f"{request.param} needs a legacy_positions hook"
+    yield made
