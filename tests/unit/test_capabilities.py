@@ -105,7 +105,6 @@ KAFKA = "{{type: kafka, bootstrap_servers: '127.0.0.1:1', topics: [t], group_id:
 def test_with_kafka_a_positionless_sink_resumes_from_the_group_on_beam_only(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("confluent_kafka")
     committing = _project(tmp_path, "{name: hook, type: webhook}", KAFKA.format(extra=""))
     plan_pipeline(load_pipeline(committing), check_tables=False)  # at least once: allowed
     with pytest.raises(ConfigError, match="on engine flink a restore from a checkpoint replays"):

@@ -59,7 +59,6 @@ def test_profile_survives_pickle_and_msgpack(profile: str | None) -> None:
 
 
 def test_profile_survives_the_beam_batch_coder() -> None:
-    pytest.importorskip("apache_beam")
     from cdcflow.beam.coders import EventBatchCoder
 
     coder = EventBatchCoder()
