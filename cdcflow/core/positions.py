@@ -36,10 +36,12 @@ the stored and the given offset, so a late or replayed commit never moves a part
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from types import TracebackType
 
 from cdcflow.core.source import PartitionKey
+from cdcflow.errors import SinkError
 from cdcflow.schemas.model import Position
 
 __all__ = [
@@ -49,8 +51,9 @@ __all__ = [
     "check_positions",
     "is_covered",
     "merge_positions",
-    "offset_from_text",
+    "max_offset",
     "offset_to_text",
+    "stored_offset",
 ]
 
 
@@ -110,11 +113,31 @@ def offset_to_text(offset: int) -> str:
     return str(offset)
 
 
-def offset_from_text(text: str | bytes | int) -> int:
-    """An offset read back from a store (decimal text; ``int`` accepted for tolerance)."""
-    if isinstance(text, bytes):
-        text = text.decode("ascii")
-    return int(text)
+def stored_offset(value: object, where: str) -> int:
+    """An offset read back from a positions table, as the exact ``int`` it was written as.
+
+    Position tables keep offsets of any size exactly (ARCHITECTURE §2: Kinesis sequence
+    numbers have up to 129 digits): as an integer, a ``NUMERIC`` (a :class:`~decimal.Decimal`
+    without a fraction) or decimal text. Anything inexact (a float, a fraction) means the
+    table was changed by hand or by a lossy tool: :class:`~cdcflow.errors.SinkError` naming
+    ``where``, rather than resuming from a rounded position.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)
+    if isinstance(value, (str, bytes)):
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        stripped = text.strip()
+        digits = stripped[1:] if stripped[:1] in ("-", "+") else stripped
+        if digits.isascii() and digits.isdigit():
+            return int(stripped)
+    raise SinkError(f"{where}: stored offset {value!r} is not an exact integer")
+
+
+def max_offset(values: Iterable[object], where: str) -> int:
+    """The numerically highest of the offsets ``values`` (see :func:`stored_offset`)."""
+    return max(stored_offset(value, where) for value in values)
 
 
 class PositionStore(abc.ABC):

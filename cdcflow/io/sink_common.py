@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from cdcflow.core.positions import max_offset as max_offset
+from cdcflow.core.positions import stored_offset as stored_offset
 from cdcflow.core.source import PartitionKey
 from cdcflow.core.step import event_dead_letter
 from cdcflow.core.writer import (
@@ -28,7 +29,6 @@ from cdcflow.core.writer import (
     WriteResult,
     skipped,
 )
-from cdcflow.errors import SinkError
 from cdcflow.io.retry import RetryPolicy, call_with_retry
 from cdcflow.metrics import Counters
 from cdcflow.schemas.model import ChangeEvent, Column, DeadLetter, EventBatch, Op, TableId
@@ -38,33 +38,6 @@ Target = tuple[str, str]
 #: After this many batches, ``tables:`` patterns that matched no table are logged once.
 WARN_AFTER_BATCHES = 10
 log = logging.getLogger("cdcflow.sinks")
-
-
-def stored_offset(value: object, where: str) -> int:
-    """An offset read back from a positions table, as the exact ``int`` it was written as.
-
-    Position tables keep offsets of any size exactly (ARCHITECTURE §2: Kinesis sequence
-    numbers have up to 129 digits): as an integer, a ``NUMERIC`` (a :class:`~decimal.Decimal`
-    without a fraction) or decimal text. Anything inexact (a float, a fraction) means the
-    table was changed by hand or by a lossy tool: :class:`~cdcflow.errors.SinkError` naming
-    ``where``, rather than resuming from a rounded position.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
-        return int(value)
-    if isinstance(value, (str, bytes)):
-        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
-        stripped = text.strip()
-        digits = stripped[1:] if stripped[:1] in ("-", "+") else stripped
-        if digits.isascii() and digits.isdigit():
-            return int(stripped)
-    raise SinkError(f"{where}: stored offset {value!r} is not an exact integer")
-
-
-def max_offset(values: Iterable[object], where: str) -> int:
-    """The numerically highest of the offsets ``values`` (see :func:`stored_offset`)."""
-    return max(stored_offset(value, where) for value in values)
 
 
 #: A history table (an append mode): every event becomes a new row, so nothing is upserted,

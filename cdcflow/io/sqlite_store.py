@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cdcflow.core.positions import merge_positions, offset_from_text, offset_to_text
+from cdcflow.core.positions import merge_positions, offset_to_text, stored_offset
 from cdcflow.core.source import PartitionKey
 from cdcflow.errors import SinkError, TransientSinkError
 
@@ -174,7 +174,8 @@ def select_positions(
         f'SELECT stream, partition, "offset" FROM {table} WHERE pipeline=? AND {owner}=?',
         (pipeline, name),
     ).fetchall()
-    return {(str(stream), str(part)): offset_from_text(offset) for stream, part, offset in rows}
+    where = f"{table} of pipeline {pipeline!r}, {owner} {name!r}"
+    return {(str(stream), str(part)): stored_offset(offset, where) for stream, part, offset in rows}
 
 
 def upsert_positions(
