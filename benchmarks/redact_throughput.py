@@ -11,7 +11,11 @@ event has a key) and runs :class:`cdcflow.transforms.redact.RedactStep` over bat
 * ``columns+allow``: the same plus a fail-closed allow-list of 7 columns and a key-safe rule
   on the key column;
 * ``scan``: content detectors (all nine) over the text columns of a free-text table
-  (no column rules), each row carrying an e-mail and a phone number in ``notes``.
+  (no column rules), each row carrying an e-mail and a phone number in ``notes``;
+* ``hash``: the issue-12 hot path's rule, ``hash-sha256`` on ``email`` (an update's
+  ``before`` and ``after`` carry the same address);
+* ``untouched``: a rule on a column these rows do not have (every event passes unchanged:
+  the cost of a redact step on a table none of whose columns it redacts).
 
 Then ``--adversarial`` (on by default) times all nine detectors over texts of about 100k
 characters built to make regular expressions backtrack or candidates restart (moved here from
@@ -70,6 +74,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "scan": {
         "tables": [{"table": "shop.public.customers", "scan": True}],
+    },
+    "hash": {
+        "rules": [
+            {"table": "shop.public.customers", "columns": ["email"], "strategy": "hash-sha256"},
+        ]
+    },
+    "untouched": {
+        "rules": [
+            {"table": "shop.public.customers", "columns": ["ssn"], "strategy": "hash-sha256"},
+        ]
     },
 }  # fmt: skip
 

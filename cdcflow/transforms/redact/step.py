@@ -11,7 +11,11 @@ Per batch:
   which the planner puts in front of the dead-letter sink): letters carried in the batch pass
   through this step untouched;
 * tombstone markers' keys are redacted with the plan of the table the stream is named after
-  (Kafka topics ``server.schema.table``), leniently.
+  (Kafka topics ``server.schema.table``), leniently;
+* nothing is copied that does not change: an event none of whose values is rewritten is passed
+  on as the same object, a row image without changes as the same dict; a value carried in
+  several images of one event is redacted once, and digests are memoised per batch (the memos
+  are emptied after every batch and every dead letter).
 
 Counters ``redacted_values{table,column,action}`` (``action`` is the strategy, ``drop``,
 ``not-allowed`` or ``detect:<detector>``) are kept in :attr:`RedactStep.metrics`.
@@ -106,7 +110,17 @@ class RedactStep(Step):
         return self._policy
 
     def process(self, batch: EventBatch) -> StepResult:
-        """Redact one batch; never raises for a bad event (it becomes a redacted dead letter)."""
+        """Redact one batch; never raises for a bad event (it becomes a redacted dead letter).
+
+        Events that need no change are passed on as the same objects; the strategies' memos
+        are emptied when the batch is done (:meth:`Policy.end_batch`).
+        """
+        try:
+            return self._process(batch)
+        finally:
+            self.policy.end_batch()
+
+    def _process(self, batch: EventBatch) -> StepResult:
         policy = self.policy
         events: list[ChangeEvent] = []
         dead: list[DeadLetter] = []
@@ -196,6 +210,7 @@ class RedactStep(Step):
         if changes:
             letter = msgspec.structs.replace(letter, **changes)
             self._flush_counts()
+        policy.end_batch()
         return letter
 
     def _redact_event_dict(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -53,6 +53,26 @@ KEY_SAFE: Final = frozenset({"hash-sha256", "hmac-sha256", "tokenize"})
 TEXT_OUTPUT: Final = frozenset(
     {"redact", "mask", "hash-sha256", "hmac-sha256", "tokenize", "truncate"}
 )
+#: Strategies whose output depends on nothing but the value and the rule's options: the same
+#: input always gives the same output. Only these may be memoised or computed once for a value
+#: that an event carries in more than one image (``key``, ``before``, ``after``); a strategy
+#: outside this set is called for every value. All built-in strategies are deterministic.
+DETERMINISTIC: Final = frozenset(
+    {
+        "drop",
+        "null",
+        "redact",
+        "mask",
+        "hash-sha256",
+        "hmac-sha256",
+        "tokenize",
+        "truncate",
+        "generalize",
+    }
+)
+#: Deterministic strategies whose results are memoised per batch: a digest costs more than the
+#: memo's dictionary probe, the other strategies cost less.
+MEMOISED: Final = frozenset({"hash-sha256", "hmac-sha256", "tokenize"})
 #: Strategies that can replace just the detected part of a longer text.
 SUBSTRING_CAPABLE: Final = frozenset({"redact", "mask", "hash-sha256", "hmac-sha256", "tokenize"})
 
@@ -146,7 +166,10 @@ def salted_sha256(salt: bytes) -> TextFn:
         if type(text) is not str:
             text = as_text(text)
         h = base.copy()
-        h.update(text.encode("utf-8", "surrogatepass"))
+        try:  # the strict codec's fast path; the same bytes whenever it succeeds
+            h.update(text.encode())
+        except UnicodeEncodeError:  # lone surrogates
+            h.update(text.encode("utf-8", "surrogatepass"))
         return h.hexdigest()
 
     return digest
@@ -159,7 +182,11 @@ def hmac_sha256(key: bytes) -> TextFn:
     def digest(text: str) -> str:
         if type(text) is not str:
             text = as_text(text)
-        return one_shot(key, text.encode("utf-8", "surrogatepass"), "sha256").hex()
+        try:  # the strict codec's fast path; the same bytes whenever it succeeds
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = text.encode("utf-8", "surrogatepass")
+        return one_shot(key, data, "sha256").hex()
 
     return digest
 
@@ -178,7 +205,11 @@ def tokenizer(key: bytes, fmt: str = DEFAULT_TOKEN_FORMAT, length: int = 24) -> 
     def token(text: str) -> str:
         if type(text) is not str:
             text = as_text(text)
-        raw = one_shot(key, b"tokenize\x00" + text.encode("utf-8", "surrogatepass"), "sha256")
+        try:  # the strict codec's fast path; the same bytes whenever it succeeds
+            data = text.encode()
+        except UnicodeEncodeError:  # lone surrogates
+            data = text.encode("utf-8", "surrogatepass")
+        raw = one_shot(key, b"tokenize\x00" + data, "sha256")
         digits = raw.hex()[:length] if odd else raw[:half].hex()
         return prefix + digits + suffix
 
