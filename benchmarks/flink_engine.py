@@ -11,7 +11,8 @@ upserted into PostgreSQL. Three runs, each in its own process tree, one after th
 3. **hand-written loop**: the loop of ``postgres_sink.py`` (confluent-kafka, msgspec, COPY).
 
 For each: events/s over the whole run (start-up included), events/s from the first stored
-position to the last (steady state, polled from the offsets table), CPU seconds and peak RSS
+position to the last (steady state, polled from the offsets table), the CPU microseconds per
+event spent between those two points (the tree's CPU read from ``/proc``), CPU seconds and peak RSS
 summed over the process tree (the Flink CLI's JVM and the Beam workers included), and a check
 that the table holds the expected final state.
 
@@ -97,6 +98,21 @@ def _reap(pids: set[int], timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system, every thread) used so far by the live processes ``pids``."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
 def _offset(dsn: str, table: str, where: str) -> int | None:
     import psycopg
 
@@ -126,6 +142,7 @@ def measure(argv: list[str], env: dict[str, str], dsn: str, table: str, where: s
     pids: list[int] = [process.pid]
     peak = 0.0
     first_write = done_at = None
+    cpu_first = cpu_done = 0.0
     next_poll = next_scan = 0.0
     while process.poll() is None:
         now = time.monotonic()
@@ -139,8 +156,10 @@ def measure(argv: list[str], env: dict[str, str], dsn: str, table: str, where: s
             offset = _offset(dsn, table, where)
             if offset is not None and first_write is None:
                 first_write = (now, offset)
+                cpu_first = _tree_cpu(_tree(process.pid))
             if offset is not None and offset >= last:
                 done_at = now
+                cpu_done = _tree_cpu(_tree(process.pid))
         time.sleep(0.05)
     wall = time.monotonic() - started
     if done_at is None and (_offset(dsn, table, where) or -1) >= last:
@@ -152,10 +171,12 @@ def measure(argv: list[str], env: dict[str, str], dsn: str, table: str, where: s
     text = out.read().decode(errors="replace")
     if process.returncode != 0:
         raise RuntimeError(f"{argv[:4]} failed:\n{text[-4000:]}")
-    steady = None
+    steady = steady_us = None
     if first_write is not None and done_at is not None and done_at > first_write[0]:
         steady = (last - first_write[1]) / (done_at - first_write[0])
-    return {"wall": wall, "cpu": cpu, "rss_mb": peak, "steady": steady}
+        if cpu_done > cpu_first:
+            steady_us = (cpu_done - cpu_first) / (last - first_write[1]) * 1e6
+    return {"wall": wall, "cpu": cpu, "rss_mb": peak, "steady": steady, "steady_us": steady_us}
 
 
 def _compare(
@@ -181,8 +202,11 @@ def _compare(
         )
 
     dsn = pg.create_database("flink")
-    flink_yaml = pipeline("flink", dsn, {"flink": {
-        "jars": [str(j) for j in jars], "batch_interval_ms": args.batch_interval_ms}})
+    flink_options: dict[str, Any] = {
+        "jars": [str(j) for j in jars], "batch_interval_ms": args.batch_interval_ms}
+    if args.flink_config:
+        flink_options["config"] = dict(kv.split("=", 1) for kv in args.flink_config)
+    flink_yaml = pipeline("flink", dsn, {"flink": flink_options})
     results["cdcflow on Flink (local)"] = measure(
         [str(FLINK_VENV / "bin" / "cdcflow"), "run", str(flink_yaml), "--engine", "flink",
          "--until-caught-up"], env, dsn, "cdcflow_offsets", "pipeline = 'flink'", last)
@@ -206,15 +230,20 @@ def _compare(
     print(f"{args.events} events over {args.keys} keys, one partition; "
           f"{os.cpu_count()} CPUs")
     print(f"\n{'':<26}{'events/s':>10}{'steady/s':>10}{'wall s':>8}{'CPU s':>8}"
-          f"{'peak RSS MB':>13}")
+          f"{'steady us/ev':>14}{'peak RSS MB':>13}")
     for name, r in results.items():
         steady = f"{r['steady']:.0f}" if r["steady"] else "-"
+        steady_us = f"{r['steady_us']:.1f}" if r["steady_us"] else "-"
         print(f"{name:<26}{args.events / r['wall']:>10.0f}{steady:>10}{r['wall']:>8.1f}"
-              f"{r['cpu']:>8.1f}{r['rss_mb']:>13.0f}")
+              f"{r['cpu']:>8.1f}{steady_us:>14}{r['rss_mb']:>13.0f}")
     loop = results.get("hand-written loop")
     flink = results["cdcflow on Flink (local)"]
     if loop:
         print(f"\nFlink / loop rate (wall): {loop['wall'] / flink['wall']:.0%}")
+        print(f"Flink / loop CPU: {flink['cpu'] / loop['cpu']:.1f}x")
+        if loop["steady_us"] and flink["steady_us"]:
+            print(f"Flink / loop steady CPU per event: "
+                  f"{flink['steady_us'] / loop['steady_us']:.1f}x")
         if loop["steady"] and flink["steady"]:
             print(f"Flink / loop rate (steady): {flink['steady'] / loop['steady']:.0%}")
     print(f"every table equals the expected final state ({len(expected)} rows)")
@@ -226,6 +255,9 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--batch-interval-ms", type=int, default=200)
+    parser.add_argument(
+        "--flink-config", action="append", default=[], metavar="KEY=VALUE",
+        help="extra engine.flink.config entry for the Flink run (repeatable)")
     parser.add_argument("--skip", choices=["beam", "loop"], action="append", default=[])
     args = parser.parse_args()
     _become_subreaper()

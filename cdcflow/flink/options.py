@@ -21,13 +21,20 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 from cdcflow.errors import ConfigError
 from cdcflow.pipelines.engine_config import EngineConfig, FlinkOptions
 
-__all__ = ["EngineConfig", "FlinkOptions", "jar_url", "parse_master", "resolve_jars"]
+__all__ = [
+    "EngineConfig",
+    "FlinkOptions",
+    "apply_jvm_args",
+    "jar_url",
+    "parse_master",
+    "resolve_jars",
+]
 
 JARS_ENV = "CDCFLOW_FLINK_JARS"
 MASTER_ENV = "CDCFLOW_FLINK_MASTER"
@@ -120,3 +127,19 @@ def parse_master(value: str) -> tuple[str, int]:
             f"--flink-master must be HOST:PORT of the JobManager's REST endpoint (got {value!r})"
         )
     return host, int(port)
+
+
+def apply_jvm_args(
+    args: Sequence[str], environ: MutableMapping[str, str], gateway_running: bool
+) -> bool:
+    """Put ``args`` in front of ``environ["JVM_ARGS"]``, the options PyFlink starts its JVM with.
+
+    Options given in ``JVM_ARGS`` already stay after ours, so they win. Nothing changes when
+    PyFlink's JVM is already running (``gateway_running``) or is not PyFlink's to start
+    (``PYFLINK_GATEWAY_PORT`` set, as under ``flink run``), or ``args`` is empty. Returns
+    whether ``args`` will apply to the JVM started next.
+    """
+    if not args or gateway_running or "PYFLINK_GATEWAY_PORT" in environ:
+        return False
+    environ["JVM_ARGS"] = " ".join([*args, environ.get("JVM_ARGS", "")]).strip()
+    return True

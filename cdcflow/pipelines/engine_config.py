@@ -24,7 +24,13 @@ class FlinkOptions(BaseModel):
     the source's ``consumer_config``. ``python_executable``: the Python the TaskManagers run
     (default: the one submitting, which is right for a local run and for a cluster sharing the
     machine; on Kubernetes point it into the ``python.archives`` environment). ``config``: any
-    further Flink configuration (``key: value`` strings), applied last.
+    further Flink configuration (``key: value`` strings), applied last. ``jvm_args``: options
+    of the JVM cdcflow itself starts for PyFlink (the local mini cluster of ``cdcflow run
+    --engine flink``, and the client JVM of ``cdcflow submit`` that plans the job); the
+    default keeps start-up CPU and resident memory low (C1 JIT only, serial GC, a 1 GB heap,
+    docs/flink.md "Cost per event"). They do not reach a cluster's TaskManagers, and they are
+    ignored when PyFlink's JVM is already running (``flink run``). ``JVM_ARGS`` from the
+    environment is appended, so it wins over them.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,6 +47,7 @@ class FlinkOptions(BaseModel):
     python_archives: str | None = Field(default=None, min_length=1)
     job_name: str | None = Field(default=None, min_length=1, max_length=200)
     config: dict[str, str] = {}
+    jvm_args: list[str] = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx1g"]
 
     @field_validator("jars")
     @classmethod

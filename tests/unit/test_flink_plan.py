@@ -294,3 +294,20 @@ def test_forward_routing_only_when_the_plan_hashes_by_partition() -> None:
     )
     assert not partitioned_by_partition(widened, 2)
     assert not partitioned_by_partition(EXPLAINED.replace("hash[topic, partition]", "single"), 2)
+
+
+def test_jvm_args_go_before_the_users_and_only_into_a_jvm_cdcflow_starts() -> None:
+    from cdcflow.flink.options import FlinkOptions, apply_jvm_args
+
+    defaults = FlinkOptions().jvm_args
+    assert "-XX:TieredStopAtLevel=1" in defaults and any(a.startswith("-Xmx") for a in defaults)
+    env = {"JVM_ARGS": "-Xmx2g"}
+    assert apply_jvm_args(["-Xmx1g", "-XX:+UseSerialGC"], env, gateway_running=False)
+    assert env["JVM_ARGS"] == "-Xmx1g -XX:+UseSerialGC -Xmx2g"  # the user's -Xmx2g wins
+    fresh: dict[str, str] = {}
+    assert apply_jvm_args(["-Xmx1g"], fresh, gateway_running=False)
+    assert fresh == {"JVM_ARGS": "-Xmx1g"}
+    for env, running in (({}, True), ({"PYFLINK_GATEWAY_PORT": "1"}, False)):
+        assert not apply_jvm_args(["-Xmx1g"], env, gateway_running=running)
+        assert "JVM_ARGS" not in env
+    assert not apply_jvm_args([], {}, gateway_running=False)

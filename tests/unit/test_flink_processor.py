@@ -24,3 +24,23 @@ def test_raw_batch_rejects_misaligned_or_empty_arrays() -> None:
         raw_batch("t", 0, [1, 2], [None], [None, None])
     with pytest.raises(ValueError, match="empty"):
         raw_batch("t", 0, [], [], [])
+
+
+def test_raw_batch_in_order_keeps_values_and_converts_other_byte_types() -> None:
+    keys = [b"a", None, b"c"]
+    batch = raw_batch("t", 0, [5, 6, 7], keys, [bytearray(b"x"), memoryview(b"y"), None])
+    assert [r.position.offset for r in batch.records] == [5, 6, 7]
+    assert [r.key for r in batch.records] == keys
+    assert [r.value for r in batch.records] == [b"x", b"y", None]
+    assert all(type(r.value) is bytes for r in batch.records[:2])
+    assert batch.last_offset == 7
+
+
+def test_raw_batch_duplicate_offsets_sort_stably() -> None:
+    batch = raw_batch("t", 0, [9, 8, 8], [b"k9", b"first", b"second"], [None, None, None])
+    assert [(r.position.offset, r.key) for r in batch.records] == [
+        (8, b"first"),
+        (8, b"second"),
+        (9, b"k9"),
+    ]
+    assert batch.last_offset == 9
