@@ -6,8 +6,10 @@ JSON converter's ``schema``/``payload`` wrapper for the second run, and decodes 
 with the decode step the pipelines use (:class:`cdcflow.transforms.decode.DecodeStep`, one
 :class:`DebeziumJsonDecoder` per step). Prints messages/s, CPU seconds and peak RSS.
 
-Run: ``.venv/bin/python benchmarks/decode_throughput.py [--messages 200000] [--batch 1000]``
-(``make bench``). Not part of the test suite; put the numbers in docs/decoding.md.
+Run: ``.venv/bin/python benchmarks/decode_throughput.py [--messages 200000] [--batch 1000]
+[--mode both|schemaless|schema] [--runs 1]`` (``make bench``). ``--runs N`` decodes the same
+batches N times (one step, its caches warm after the first) and prints each run and the
+medians. Not part of the test suite; put the numbers in docs/benchmarks.md ("Decode").
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import base64
 import json
 import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -188,11 +191,16 @@ def make_batches(count: int, batch_size: int, with_schema: bool) -> tuple[list[R
     return batches, mean_size
 
 
-def run(count: int, batch_size: int, with_schema: bool) -> dict[str, float]:
-    """Decode ``count`` messages; returns the measurements."""
-    batches, mean_size = make_batches(count, batch_size, with_schema)
-    step = DecodeStep(stream_is_topic=True)
-    step.setup()
+def run(
+    count: int, batch_size: int, with_schema: bool, step: DecodeStep | None = None,
+    batches: list[RawBatch] | None = None, mean_size: int = 0,
+) -> dict[str, float]:
+    """Decode ``count`` messages (``batches`` when given, else generated); the measurements."""
+    if batches is None:
+        batches, mean_size = make_batches(count, batch_size, with_schema)
+    if step is None:
+        step = DecodeStep(stream_is_topic=True)
+        step.setup()
     decoded = failed = 0
     with Stopwatch(collect=True) as watch:
         for batch in batches:
@@ -212,12 +220,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--mode", choices=("both", "schemaless", "schema"), default="both")
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     print(f"decoding {args.messages} PostgreSQL envelopes in batches of {args.batch}")
-    for label, with_schema in (("without schema block", False), ("with schema block", True)):
-        r = run(args.messages, args.batch, with_schema)
-        print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
-              f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
+    modes = (("without schema block", False), ("with schema block", True))
+    for label, with_schema in modes:
+        if args.mode != "both" and with_schema != (args.mode == "schema"):
+            continue
+        batches, mean_size = make_batches(args.messages, args.batch, with_schema)
+        step = DecodeStep(stream_is_topic=True)
+        step.setup()
+        results = []
+        for _ in range(max(args.runs, 1)):
+            r = run(args.messages, args.batch, with_schema, step, batches, mean_size)
+            results.append(r)
+            print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
+                  f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
+        if len(results) > 1:
+            cpu = statistics.median(r["cpu"] for r in results)
+            wall = statistics.median(r["wall"] for r in results)
+            print(f"{label:22s} median of {len(results)}: CPU {cpu:.2f} s "
+                  f"({args.messages / cpu:,.0f} msg per CPU s, {cpu / args.messages * 1e6:.1f} "
+                  f"µs each), wall {wall:.2f} s")
     print(f"peak RSS {peak_rss_mb():.0f} MB (includes the {POOL:,} generated messages)")
 
 
