@@ -60,6 +60,8 @@ from cdcflow.schemas.model import (
 TombstoneHandling = Literal["marker", "delete"]
 
 _OPS = {op.value: op for op in Op}
+_DELETE, _TRUNCATE, _UPDATE = Op.DELETE, Op.TRUNCATE, Op.UPDATE
+_MONGO = mongo.CONNECTOR
 
 #: ``__`` fields of unwrapped records that are connector-native positions (go to ``source``).
 _UNWRAPPED_NATIVE = (
@@ -233,9 +235,7 @@ class EnvelopeInterpreter:
                 f"'source' must be an object or null, got {type(raw_source).__name__}"
             )
         source = source_info(raw_source, owned=owned)
-        is_mongo = (
-            source.connector == mongo.CONNECTOR or isinstance(after, str) or isinstance(before, str)
-        )
+        is_mongo = source.connector == _MONGO or isinstance(after, str) or isinstance(before, str)
         if is_mongo:
             if payload is None:
                 raise AssertionError("a MongoDB envelope needs its payload")
@@ -256,18 +256,18 @@ class EnvelopeInterpreter:
             missing_before = take_unavailable(before) if check else ()
             if converter is not None:
                 converter(before, missing_before)
-            if op is Op.DELETE:
+            if op is _DELETE:
                 unavailable = missing_before
         meta: dict[str, Any] = mongo.update_meta(payload) if is_mongo else {}  # type: ignore[arg-type]
-        if after is None and op is not Op.TRUNCATE and op is not Op.DELETE:
-            if not (is_mongo and op is Op.UPDATE and meta):
+        if after is None and op is not _TRUNCATE and op is not _DELETE:
+            if not (is_mongo and op is _UPDATE and meta):
                 raise DecodeError(f"op {op.value!r} needs an 'after' row image, got null")
         table = self._table_id(source, topic)
         if is_mongo:
             key = mongo.document_key(key, meta)
-        if key is None and op is not Op.TRUNCATE:
+        if key is None and op is not _TRUNCATE:
             key = self._derive_key(table, after if after is not None else before, is_mongo)
-        if op is Op.DELETE and before is None and not key:
+        if op is _DELETE and before is None and not key:
             raise DecodeError(
                 "a delete with neither a key nor a 'before' image names no row to delete "
                 "(set key_columns, send the message key, or enable the before image)"
