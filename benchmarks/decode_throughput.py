@@ -8,8 +8,10 @@ with the decode step the pipelines use (:class:`cdcflow.transforms.decode.Decode
 
 Run: ``.venv/bin/python benchmarks/decode_throughput.py [--messages 200000] [--batch 1000]
 [--mode both|schemaless|schema] [--runs 1]`` (``make bench``). ``--runs N`` decodes the same
-batches N times (one step, its caches warm after the first) and prints each run and the
-medians. Not part of the test suite; put the numbers in docs/benchmarks.md ("Decode").
+batches N times with one step (warmed on the first batch) and prints each run and the
+medians; ``--runs 0`` only generates and warms, the baseline to subtract when counting
+instructions (``valgrind --tool=cachegrind --cache-sim=no``, see docs/benchmarks.md). Not part of
+the test suite; put the numbers in docs/benchmarks.md ("Decode").
 """
 
 from __future__ import annotations
@@ -210,8 +212,7 @@ def run(
     wall, cpu = watch.wall, watch.cpu
     if failed or decoded != count:
         raise SystemExit(f"decoding failed: {failed} dead letters, {decoded}/{count} events")
-    sample = step.process(batches[0]).batch.events[0]
-    assert isinstance(sample, ChangeEvent)
+    assert isinstance(result.batch.events[0], ChangeEvent)
     return {"messages": count, "bytes": mean_size, "wall": wall, "cpu": cpu,
             "rate": count / wall, "cpu_rate": count / cpu}
 
@@ -231,8 +232,9 @@ def main() -> None:
         batches, mean_size = make_batches(args.messages, args.batch, with_schema)
         step = DecodeStep(stream_is_topic=True)
         step.setup()
+        step.process(batches[0])  # warm: the caches of the step are filled before any run
         results = []
-        for _ in range(max(args.runs, 1)):
+        for _ in range(args.runs):
             r = run(args.messages, args.batch, with_schema, step, batches, mean_size)
             results.append(r)
             print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
