@@ -6,8 +6,12 @@ JSON converter's ``schema``/``payload`` wrapper for the second run, and decodes 
 with the decode step the pipelines use (:class:`cdcflow.transforms.decode.DecodeStep`, one
 :class:`DebeziumJsonDecoder` per step). Prints messages/s, CPU seconds and peak RSS.
 
-Run: ``.venv/bin/python benchmarks/decode_throughput.py [--messages 200000] [--batch 1000]``
-(``make bench``). Not part of the test suite; put the numbers in docs/decoding.md.
+Run: ``.venv/bin/python benchmarks/decode_throughput.py [--messages 200000] [--batch 1000]
+[--mode both|schemaless|schema] [--runs 1]`` (``make bench``). ``--runs N`` decodes the same
+batches N times with one step (warmed on the first batch) and prints each run and the
+medians; ``--runs 0`` only generates and warms, the baseline to subtract when counting
+instructions (``valgrind --tool=cachegrind --cache-sim=no``, see docs/benchmarks.md). Not part of
+the test suite; put the numbers in docs/benchmarks.md ("Decode").
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import base64
 import json
 import random
+import statistics
 import sys
 from pathlib import Path
 
@@ -188,11 +193,16 @@ def make_batches(count: int, batch_size: int, with_schema: bool) -> tuple[list[R
     return batches, mean_size
 
 
-def run(count: int, batch_size: int, with_schema: bool) -> dict[str, float]:
-    """Decode ``count`` messages; returns the measurements."""
-    batches, mean_size = make_batches(count, batch_size, with_schema)
-    step = DecodeStep(stream_is_topic=True)
-    step.setup()
+def run(
+    count: int, batch_size: int, with_schema: bool, step: DecodeStep | None = None,
+    batches: list[RawBatch] | None = None, mean_size: int = 0,
+) -> dict[str, float]:
+    """Decode ``count`` messages (``batches`` when given, else generated); the measurements."""
+    if batches is None:
+        batches, mean_size = make_batches(count, batch_size, with_schema)
+    if step is None:
+        step = DecodeStep(stream_is_topic=True)
+        step.setup()
     decoded = failed = 0
     with Stopwatch(collect=True) as watch:
         for batch in batches:
@@ -202,8 +212,7 @@ def run(count: int, batch_size: int, with_schema: bool) -> dict[str, float]:
     wall, cpu = watch.wall, watch.cpu
     if failed or decoded != count:
         raise SystemExit(f"decoding failed: {failed} dead letters, {decoded}/{count} events")
-    sample = step.process(batches[0]).batch.events[0]
-    assert isinstance(sample, ChangeEvent)
+    assert isinstance(result.batch.events[0], ChangeEvent)
     return {"messages": count, "bytes": mean_size, "wall": wall, "cpu": cpu,
             "rate": count / wall, "cpu_rate": count / cpu}
 
@@ -212,12 +221,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--mode", choices=("both", "schemaless", "schema"), default="both")
+    parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     print(f"decoding {args.messages} PostgreSQL envelopes in batches of {args.batch}")
-    for label, with_schema in (("without schema block", False), ("with schema block", True)):
-        r = run(args.messages, args.batch, with_schema)
-        print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
-              f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
+    modes = (("without schema block", False), ("with schema block", True))
+    for label, with_schema in modes:
+        if args.mode != "both" and with_schema != (args.mode == "schema"):
+            continue
+        batches, mean_size = make_batches(args.messages, args.batch, with_schema)
+        step = DecodeStep(stream_is_topic=True)
+        step.setup()
+        step.process(batches[0])  # warm: the caches of the step are filled before any run
+        results = []
+        for _ in range(args.runs):
+            r = run(args.messages, args.batch, with_schema, step, batches, mean_size)
+            results.append(r)
+            print(f"{label:22s} {r['rate']:>9,.0f} msg/s ({r['cpu_rate']:,.0f} per CPU s)  "
+                  f"mean value {r['bytes']:,} B  wall {r['wall']:.2f} s  CPU {r['cpu']:.2f} s")
+        if len(results) > 1:
+            cpu = statistics.median(r["cpu"] for r in results)
+            wall = statistics.median(r["wall"] for r in results)
+            print(f"{label:22s} median of {len(results)}: CPU {cpu:.2f} s "
+                  f"({args.messages / cpu:,.0f} msg per CPU s, {cpu / args.messages * 1e6:.1f} "
+                  f"µs each), wall {wall:.2f} s")
     print(f"peak RSS {peak_rss_mb():.0f} MB (includes the {POOL:,} generated messages)")
 
 

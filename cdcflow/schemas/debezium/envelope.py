@@ -36,7 +36,6 @@ from cdcflow.schemas.debezium.kinds import guess_kind, looks_like_envelope, refu
 from cdcflow.schemas.debezium.markers import heartbeat, schema_change, transaction_marker
 from cdcflow.schemas.debezium.source import (
     checked_int,
-    int_field,
     int_or_none,
     normalise_snapshot,
     source_info,
@@ -61,6 +60,8 @@ from cdcflow.schemas.model import (
 TombstoneHandling = Literal["marker", "delete"]
 
 _OPS = {op.value: op for op in Op}
+_DELETE, _TRUNCATE, _UPDATE = Op.DELETE, Op.TRUNCATE, Op.UPDATE
+_MONGO = mongo.CONNECTOR
 
 #: ``__`` fields of unwrapped records that are connector-native positions (go to ``source``).
 _UNWRAPPED_NATIVE = (
@@ -128,7 +129,22 @@ class EnvelopeInterpreter:
         if kind == "row":
             refuse_non_row(payload)
         if kind == "envelope":
-            return self._envelope(payload, compiled, position, key, topic, owned, maybe_unavailable)
+            get = payload.get
+            return self.envelope_fields(
+                get("op"),
+                get("source"),
+                get("before"),
+                get("after"),
+                get("transaction"),
+                get("ts_ms"),
+                payload,
+                compiled,
+                position,
+                key,
+                topic,
+                owned,
+                maybe_unavailable,
+            )
         if kind == "transaction":
             return transaction_marker(payload, position)
         if kind == "schema_change":
@@ -184,9 +200,15 @@ class EnvelopeInterpreter:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _envelope(
+    def envelope_fields(
         self,
-        payload: dict[str, Any],
+        op_code: Any,
+        raw_source: Any,
+        before: Any,
+        after: Any,
+        tx: Any,
+        ts_ms: Any,
+        payload: dict[str, Any] | None,
         compiled: CompiledSchema | None,
         position: Position,
         key: dict[str, Any] | None,
@@ -194,22 +216,29 @@ class EnvelopeInterpreter:
         owned: bool,
         check: bool,
     ) -> ChangeEvent:
-        op_code = payload.get("op")
+        """Build the :class:`ChangeEvent` of a change envelope from its fields.
+
+        The fields are the envelope's ``op``, ``source``, ``before``, ``after``,
+        ``transaction`` and ``ts_ms`` values (None where the field is missing), exactly as
+        :meth:`interpret` would read them from ``payload``. ``payload`` is the whole envelope;
+        it is read only for a MongoDB envelope (its update details), so a caller that decoded
+        only these fields (the JSON codec's typed path) passes None and must not pass a
+        MongoDB envelope (a ``"mongodb"`` connector, or a text ``before``/``after``).
+        ``owned`` and ``check`` are :meth:`interpret`'s ``owned`` and ``maybe_unavailable``.
+        Raises :class:`DecodeError` exactly as :meth:`interpret` does for that envelope.
+        """
         op = _OPS.get(op_code) if type(op_code) is str else None
         if op is None:
             raise DecodeError(f"unknown op {op_code!r}: expected one of c, u, d, r, t")
-        raw_source = payload.get("source")
         if raw_source is not None and type(raw_source) is not dict:
             raise DecodeError(
                 f"'source' must be an object or null, got {type(raw_source).__name__}"
             )
         source = source_info(raw_source, owned=owned)
-        before = payload.get("before")
-        after = payload.get("after")
-        is_mongo = (
-            source.connector == mongo.CONNECTOR or isinstance(after, str) or isinstance(before, str)
-        )
+        is_mongo = source.connector == _MONGO or isinstance(after, str) or isinstance(before, str)
         if is_mongo:
+            if payload is None:
+                raise AssertionError("a MongoDB envelope needs its payload")
             before = mongo.decode_image(before)
             after = mongo.decode_image(after)
         if before is not None and type(before) is not dict:
@@ -227,23 +256,22 @@ class EnvelopeInterpreter:
             missing_before = take_unavailable(before) if check else ()
             if converter is not None:
                 converter(before, missing_before)
-            if op is Op.DELETE:
+            if op is _DELETE:
                 unavailable = missing_before
-        meta: dict[str, Any] = mongo.update_meta(payload) if is_mongo else {}
-        if after is None and op is not Op.TRUNCATE and op is not Op.DELETE:
-            if not (is_mongo and op is Op.UPDATE and meta):
+        meta: dict[str, Any] = mongo.update_meta(payload) if is_mongo else {}  # type: ignore[arg-type]
+        if after is None and op is not _TRUNCATE and op is not _DELETE:
+            if not (is_mongo and op is _UPDATE and meta):
                 raise DecodeError(f"op {op.value!r} needs an 'after' row image, got null")
         table = self._table_id(source, topic)
         if is_mongo:
             key = mongo.document_key(key, meta)
-        if key is None and op is not Op.TRUNCATE:
+        if key is None and op is not _TRUNCATE:
             key = self._derive_key(table, after if after is not None else before, is_mongo)
-        if op is Op.DELETE and before is None and not key:
+        if op is _DELETE and before is None and not key:
             raise DecodeError(
                 "a delete with neither a key nor a 'before' image names no row to delete "
                 "(set key_columns, send the message key, or enable the before image)"
             )
-        tx = payload.get("transaction")
         transaction = None
         if tx is not None and type(tx) is not dict:
             raise DecodeError(f"'transaction' must be an object or null, got {type(tx).__name__}")
@@ -265,9 +293,7 @@ class EnvelopeInterpreter:
             after=after,
             unavailable=unavailable,
             source=source,
-            ts_ms=ts_ms
-            if type(ts_ms := payload.get("ts_ms")) is int
-            else int_field(payload, "ts_ms"),
+            ts_ms=ts_ms if type(ts_ms) is int else checked_int(ts_ms, "ts_ms"),
             transaction=transaction,
             schema=table_schema,
             meta=meta,

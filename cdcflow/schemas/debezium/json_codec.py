@@ -31,10 +31,11 @@ from cdcflow.errors import DecodeError, as_decode_error
 from cdcflow.schemas.connect import RowChecker
 from cdcflow.schemas.debezium.compiled import CompiledSchema
 from cdcflow.schemas.debezium.envelope import EnvelopeInterpreter, TombstoneHandling
+from cdcflow.schemas.debezium.mongo import CONNECTOR as _MONGO_CONNECTOR
 from cdcflow.schemas.debezium.schema_block import compile_key_schema, compile_value_schema
 from cdcflow.schemas.debezium.toast import PLACEHOLDER_IN_JSON
 from cdcflow.schemas.logical import JSON_DECODER, exact_json_float
-from cdcflow.schemas.model import Decoded, Position, TableSchema
+from cdcflow.schemas.model import ChangeEvent, Decoded, Position, TableSchema
 
 _CACHE_LIMIT = 4096
 
@@ -62,12 +63,38 @@ class _WrappedKey(msgspec.Struct):
     payload: msgspec.Raw = msgspec.Raw(b"")
 
 
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """A change envelope with exactly Debezium's fields: the typed path's parse.
+
+    Decoding into this struct builds no dict for the envelope itself; every value is parsed
+    as the generic parse would (``Any``, the same float hook), so the struct holds all the
+    payload holds. A missing field stays ``UNSET`` (told from a null). Any other field is a
+    ``ValidationError``: such payloads (MongoDB's ``updateDescription``, fields of a later
+    Debezium version) take the generic path.
+    """
+
+    op: Any = msgspec.UNSET
+    before: Any = msgspec.UNSET
+    after: Any = msgspec.UNSET
+    source: Any = msgspec.UNSET
+    transaction: Any = msgspec.UNSET
+    ts_ms: Any = msgspec.UNSET
+    ts_us: Any = msgspec.UNSET
+    ts_ns: Any = msgspec.UNSET
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope, float_hook=exact_json_float)
 _wrapped_decoder = msgspec.json.Decoder(_Wrapped, float_hook=exact_json_float)
 _wrapped_key_decoder = msgspec.json.Decoder(_WrappedKey, float_hook=exact_json_float)
 _any_decoder = JSON_DECODER
 _NULL = msgspec.Raw(b"null")
 _WRAPPER_KEYS = frozenset({"schema", "payload"})
 _UNPARSED = object()
+_UNSET = msgspec.UNSET
+
+#: After a message the typed path could not take, the next this many messages go straight to
+#: the generic path (a topic of unwrapped records or markers pays the typed attempt on 1 in 33).
+_TYPED_BACKOFF = 32
 _PLACEHOLDER_TEXT, _PLACEHOLDER_B64 = PLACEHOLDER_IN_JSON
 
 
@@ -95,6 +122,12 @@ class DebeziumJsonDecoder:
         self._last_raw: msgspec.Raw = msgspec.Raw(b"")
         self._last_schema_bytes = b""
         self._last_compiled: CompiledSchema | None = None
+        self._last_key_schema = b""
+        self._last_key_checker: RowChecker | None = None
+        #: The typed path (see :meth:`_typed`) is tried; False forces the generic path for
+        #: every message (the tests compare the two). Same events and errors either way.
+        self.typed = True
+        self._typed_skip = 0
 
     # -- public API -----------------------------------------------------------------------
 
@@ -122,13 +155,47 @@ class DebeziumJsonDecoder:
     def _decode(
         self, value: bytes | None, position: Position, key: bytes | None, topic: str | None
     ) -> Decoded:
-        decoded_key = self.decode_key(key) if key is not None else None
+        decoded_key: dict[str, Any] | None = None
+        if key is not None:
+            decoded_key = _UNPARSED  # type: ignore[assignment]
+            if key[:1] == b"{":
+                # The common key: an object. With the schema wrapper, when its schema bytes
+                # are the previous key's, only the payload is parsed (the key's "same pass").
+                last = self._last_key_schema
+                if key.startswith(b'{"schema":'):
+                    start = len(last) + 21
+                    if (
+                        last
+                        and key.startswith(last, 10)
+                        and key.startswith(b',"payload":{', start - 11)
+                        and key.endswith(b"}}")
+                    ):
+                        decoded_key = self._same_schema_key(key, start)
+                elif b'"payload"' not in key:
+                    try:
+                        parsed = _any_decoder.decode(key)
+                    except msgspec.DecodeError:
+                        pass  # decode_key raises the reason
+                    else:
+                        if type(parsed) is dict:
+                            decoded_key = parsed
+            if decoded_key is _UNPARSED:
+                decoded_key = self.decode_key(key)
         if not value:
             return self._interpreter.tombstone(position, decoded_key, topic)
         compiled: CompiledSchema | None = None
         payload: Any = _UNPARSED
         scan_from = 0
-        if value.startswith(b'{"schema"'):
+        wrapped_first = value.startswith(b'{"schema"')
+        if self.typed and not wrapped_first:
+            if self._typed_skip:
+                self._typed_skip -= 1
+            else:
+                event = self._typed(value, value, 0, None, position, decoded_key, topic)
+                if event is not None:
+                    return event
+                self._typed_skip = _TYPED_BACKOFF
+        if wrapped_first:
             # Kafka Connect's JsonConverter writes the schema first: the common case.
             last = self._last_schema_bytes
             start = len(last) + 21  # len('{"schema":') + len(last) + len(',"payload":')
@@ -139,6 +206,24 @@ class DebeziumJsonDecoder:
                 and value.endswith(b"}")
             ):
                 # Same schema bytes as the previous message: parse only the payload.
+                compiled = self._last_compiled
+                if self.typed and compiled is not None and compiled.kind == "envelope":
+                    if self._typed_skip:
+                        self._typed_skip -= 1
+                    else:
+                        event = self._typed(
+                            memoryview(value)[start:-1],
+                            value,
+                            start,
+                            compiled,
+                            position,
+                            decoded_key,
+                            topic,
+                        )
+                        if event is not None:
+                            return event
+                        self._typed_skip = _TYPED_BACKOFF
+                compiled = None
                 try:
                     payload = _any_decoder.decode(memoryview(value)[start:-1])
                 except msgspec.DecodeError:
@@ -148,7 +233,7 @@ class DebeziumJsonDecoder:
                         return self._interpreter.tombstone(position, decoded_key, topic)
                     compiled = self._last_compiled
                     scan_from = start
-        if payload is _UNPARSED and value.startswith(b'{"schema"'):
+        if payload is _UNPARSED and wrapped_first:
             wrapped = self._unwrap(value)
             if wrapped is not None:
                 payload = wrapped.payload
@@ -185,7 +270,9 @@ class DebeziumJsonDecoder:
             raise DecodeError(
                 f"a Debezium message must be a JSON object, got {type(payload).__name__}"
             )
-        if value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH:
+        if not _few_brackets(value, scan_from) and (
+            value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH
+        ):
             _check_depth(payload)  # rare: only messages with many brackets are walked
         # One scan of the bytes (past the schema block) tells whether any row image can hold
         # a TOAST placeholder; row images are only searched when it says so. The payload was
@@ -197,6 +284,101 @@ class DebeziumJsonDecoder:
         return self._interpret(
             payload, compiled, position, decoded_key, topic, True, maybe_unavailable
         )
+
+    def _typed(
+        self,
+        text: bytes | memoryview,
+        value: bytes,
+        scan_from: int,
+        compiled: CompiledSchema | None,
+        position: Position,
+        key: dict[str, Any] | None,
+        topic: str | None,
+    ) -> ChangeEvent | None:
+        """The typed path: decode ``text`` (the payload) as a change envelope, or return None.
+
+        ``text`` is decoded into :class:`_Envelope` and its fields handed to
+        :meth:`EnvelopeInterpreter.envelope_fields`, which builds the same event, or raises
+        the same :class:`DecodeError`, as the generic path does for that payload. None means
+        "take the generic path": the bytes are not JSON, not an object or have a field
+        :class:`_Envelope` does not name, the payload is not a change envelope (schemaless:
+        no ``op`` with ``before``, ``after`` or ``source``), it is a MongoDB envelope, or it
+        may nest deeper than :data:`MAX_DEPTH`.
+
+        Depth is bounded as on the generic path, by the number of opening brackets
+        (:func:`_few_brackets` first, a count of every bracket only when there are many).
+        """
+        try:
+            envelope = _envelope_decoder.decode(text)
+        except msgspec.DecodeError:  # ValidationError included: not an object
+            return None
+        op = envelope.op
+        before = envelope.before
+        after = envelope.after
+        source = envelope.source
+        if compiled is None and (
+            op is _UNSET or (source is _UNSET and after is _UNSET and before is _UNSET)
+        ):
+            return None
+        if (
+            type(before) is str
+            or type(after) is str
+            or (type(source) is dict and source.get("connector") == _MONGO_CONNECTOR)
+        ):
+            return None
+        transaction = envelope.transaction
+        ts_ms = envelope.ts_ms
+        # _few_brackets(value, scan_from), inlined: this is every typed message.
+        find = value.find
+        brackets = 0
+        at = find(b"{", scan_from)
+        while at >= 0 and brackets <= _FEW_BRACKETS:
+            brackets += 1
+            at = find(b"{", at + 1)
+        at = find(b"[", scan_from)
+        while at >= 0 and brackets <= _FEW_BRACKETS:
+            brackets += 1
+            at = find(b"[", at + 1)
+        if brackets > _FEW_BRACKETS and (
+            value.count(b"[", scan_from) + value.count(b"{", scan_from) > MAX_DEPTH
+        ):
+            return None  # the generic path walks it
+        return self._interpreter.envelope_fields(
+            None if op is _UNSET else op,
+            None if source is _UNSET else source,
+            None if before is _UNSET else before,
+            None if after is _UNSET else after,
+            None if transaction is _UNSET else transaction,
+            None if ts_ms is _UNSET else ts_ms,
+            None,
+            compiled,
+            position,
+            key,
+            topic,
+            True,
+            value.find(_PLACEHOLDER_TEXT, scan_from) >= 0
+            or value.find(_PLACEHOLDER_B64, scan_from) >= 0,
+        )
+
+    def _same_schema_key(self, key: bytes, start: int) -> dict[str, Any] | None:
+        """A schema-wrapped key whose schema bytes are the previous key's: parse the payload.
+
+        ``start`` is where the payload object begins. Returns ``_UNPARSED`` when the payload
+        is not a JSON object after all (then :meth:`decode_key` decodes the key).
+        """
+        try:
+            parsed = _any_decoder.decode(memoryview(key)[start:-1])
+        except msgspec.DecodeError:
+            return _UNPARSED  # type: ignore[return-value]
+        if type(parsed) is not dict:
+            return _UNPARSED  # type: ignore[return-value]
+        checker = self._last_key_checker
+        if checker is not None:
+            try:
+                checker(parsed, ())
+            except DecodeError as exc:
+                raise DecodeError(f"message key: {exc}") from None
+        return parsed
 
     @staticmethod
     def _unwrap(value: bytes) -> _Wrapped | None:
@@ -232,8 +414,12 @@ class DebeziumJsonDecoder:
             if wrapped.schema != _NULL:
                 raw_schema = bytes(wrapped.schema)
                 if raw_schema not in self._key_schemas:
+                    if len(self._key_schemas) >= _CACHE_LIMIT:
+                        self._key_schemas.clear()
                     self._key_schemas[raw_schema] = compile_key_schema(raw_schema)
                 converter = self._key_schemas[raw_schema]
+                self._last_key_schema = raw_schema
+                self._last_key_checker = converter
             parsed = _any_decoder.decode(wrapped.payload)
         else:
             try:
@@ -310,6 +496,30 @@ class DebeziumJsonDecoder:
         self._last_compiled = compiled
         self._last_schema_bytes = key
         return compiled
+
+
+#: How many opening brackets :func:`_few_brackets` looks for before it gives up.
+_FEW_BRACKETS = 16
+
+
+def _few_brackets(value: bytes, start: int) -> bool:
+    """True when ``value[start:]`` holds at most :data:`_FEW_BRACKETS` ``{`` and ``[`` bytes.
+
+    A payload with that few opening brackets cannot nest deeper than :data:`MAX_DEPTH`, so
+    it needs no full count. ``bytes.find`` of one byte is a ``memchr``, far cheaper than
+    ``bytes.count`` over the whole message when brackets are rare (a Debezium envelope has
+    about five); False (count them all) as soon as more are found.
+    """
+    found = 0
+    find = value.find
+    for bracket in (b"{", b"["):
+        at = find(bracket, start)
+        while at >= 0:
+            found += 1
+            if found > _FEW_BRACKETS:
+                return False
+            at = find(bracket, at + 1)
+    return True
 
 
 def _check_depth(payload: Any) -> None:

@@ -72,11 +72,14 @@ def source_info(source: Any, owned: bool = False) -> SourceInfo:
     ts_ms = pop("ts_ms", None)
     table = pop("table", None)
     collection = pop("collection", None)
+    snapshot = pop("snapshot", None)
     return SourceInfo(
         connector=pop("connector", None),
         name=pop("name", None),
         ts_ms=ts_ms if type(ts_ms) is int else checked_int(ts_ms, "source.ts_ms"),
-        snapshot=normalise_snapshot(pop("snapshot", None)),
+        snapshot=snapshot
+        if snapshot is None or (type(snapshot) is str and snapshot in _SNAPSHOT_VALUES)
+        else normalise_snapshot(snapshot),
         database=pop("db", None),
         schema=pop("schema", None),
         table=table or collection,
