@@ -281,9 +281,7 @@ class EnvelopeInterpreter:
                 total_order=int_or_none(tx.get("total_order")),
                 data_collection_order=int_or_none(tx.get("data_collection_order")),
             )
-        table_schema = compiled.table_schema if compiled is not None else None
-        if table_schema is not None and key and not table_schema.key_columns:
-            table_schema = compiled.with_key(tuple(key))  # type: ignore[union-attr]
+        table_schema = _event_schema(compiled, key)
         return ChangeEvent(
             op=op,
             table=table,
@@ -351,9 +349,7 @@ class EnvelopeInterpreter:
         before, after = (row, None) if op is Op.DELETE else (None, row)
         if key is None:
             key = self._derive_key(table, row, is_mongo=False)
-        table_schema = compiled.table_schema if compiled is not None else None
-        if table_schema is not None and key and not table_schema.key_columns:
-            table_schema = compiled.with_key(tuple(key))  # type: ignore[union-attr]
+        table_schema = _event_schema(compiled, key)
         return ChangeEvent(
             op=op,
             table=table,
@@ -379,3 +375,17 @@ class EnvelopeInterpreter:
             if found is not None:
                 return found
         return self._key_columns.key_of(table, row)
+
+
+def _event_schema(
+    compiled: CompiledSchema | None, key: dict[str, Any] | None
+) -> TableSchema | None:
+    """The table schema an event carries.
+
+    The compiled schema, keyed by the message key's columns when it names no key columns.
+    """
+    if compiled is None or compiled.table_schema is None:
+        return None
+    if key and not compiled.table_schema.key_columns:
+        return compiled.with_key(tuple(key))
+    return compiled.table_schema
