@@ -11,7 +11,7 @@ DoFn, the same write path the Flink operator runs. The other transforms (:class:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -118,6 +118,44 @@ class _StepFn(beam.DoFn):  # type: ignore[misc]
         self.step.teardown()
 
 
+class _OneAhead:
+    """One worker thread running a function one element ahead of the caller.
+
+    ``swap(x)`` returns the finished result of the element in flight
+    (``None`` when there is none) and starts ``fn(x)``; ``take()`` returns the last one.
+
+    Order is kept (one thread); an exception of ``fn`` is re-raised by the ``swap``/``take``
+    that collects its result. Used by the DoFns that run a step or the executor ahead.
+    """
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cdcflow-ahead")
+        self._pending: Future[Any] | None = None
+
+    def take(self) -> Any | None:
+        """The result of the element in flight (waiting for it), or ``None``."""
+        pending, self._pending = self._pending, None
+        return None if pending is None else pending.result()
+
+    def swap(self, element: Any) -> Any | None:
+        """Collect the element in flight, then start ``fn(element)``."""
+        previous = self.take()
+        self._pending = self._pool.submit(self.fn, element)
+        return previous
+
+    def discard(self) -> None:
+        """Forget the element in flight (a new bundle starts)."""
+        self._pending = None
+
+    def shutdown(self) -> None:
+        """Cancel what has not started and stop the thread."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
+        self._pool.shutdown(wait=True)
+
+
 class _AheadStepFn(_StepFn):
     """Runs the step on a background thread, one batch ahead of the rest of the stage.
 
@@ -132,22 +170,20 @@ class _AheadStepFn(_StepFn):
 
     def __init__(self, step: Any) -> None:
         super().__init__(step, carry=True)
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future[Any] | None = None
+        self._ahead: _OneAhead | None = None
 
     def setup(self) -> None:
         super().setup()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cdcflow-ahead")
+        self._ahead = _OneAhead(self.step.process)
 
     def start_bundle(self) -> None:
-        self._pending = None
+        if self._ahead is not None:
+            self._ahead.discard()
 
-    def _take(self) -> EventBatch | None:
-        """The finished result of the batch in flight (None when there is none)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
+    def _counted(self, result: Any) -> EventBatch | None:
+        """The finished result of a batch as the output batch, counted (None for none)."""
+        if result is None:
             return None
-        result = pending.result()  # re-raises the step's exception here
         out: EventBatch = result.batch
         self.events.inc(len(out.events))
         if result.dead_letters:
@@ -159,24 +195,20 @@ class _AheadStepFn(_StepFn):
         return out
 
     def process(self, batch: Any) -> Iterator[Any]:
-        assert self._executor is not None
-        previous = self._take()
-        self._pending = self._executor.submit(self.step.process, batch)
+        assert self._ahead is not None
+        previous = self._counted(self._ahead.swap(batch))  # re-raises the step's error here
         if previous is not None:
             yield previous
 
     def finish_bundle(self) -> Iterator[Any]:
-        last = self._take()
+        last = self._counted(self._ahead.take()) if self._ahead is not None else None
         if last is not None:
             yield WindowedValue(last, MIN_TIMESTAMP, (GlobalWindow(),))
 
     def teardown(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        if self._ahead is not None:
+            self._ahead.shutdown()
+            self._ahead = None
         super().teardown()
 
 
@@ -311,46 +343,42 @@ class _ExecuteFn(beam.DoFn):  # type: ignore[misc]
     def __init__(self, executor: BatchExecutor, ahead: bool) -> None:
         self.executor = executor
         self.ahead = ahead
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[EventBatch] | None = None
+        self._ahead: _OneAhead | None = None
 
     def setup(self) -> None:
         self.executor.open()
         if self.ahead:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="cdcflow-ahead")
+            self._ahead = _OneAhead(self.executor.transform)
 
     def start_bundle(self) -> None:
-        self._pending = None
+        if self._ahead is not None:
+            self._ahead.discard()
 
-    def _write_pending(self) -> Iterator[DeadLetter]:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            yield from self._write(pending.result())  # re-raises the transform's error here
-
-    def _write(self, batch: EventBatch) -> Iterator[DeadLetter]:
+    def _write(self, batch: EventBatch | None) -> Iterator[DeadLetter]:
+        if batch is None:
+            return
         outcome = self.executor.write(batch)
         export_outcome(outcome)
         export_metrics(self.executor.drain_step_metrics())  # no transform is running now
         yield from outcome.rejected
 
     def process(self, raw: RawBatch) -> Iterator[DeadLetter]:
-        if self._pool is None:
+        if self._ahead is None:
             yield from self._write(self.executor.transform(raw))
             return
-        yield from self._write_pending()
-        self._pending = self._pool.submit(self.executor.transform, raw)
+        # the transform of the batch in flight re-raises its error here
+        yield from self._write(self._ahead.swap(raw))
 
     def finish_bundle(self) -> Iterator[Any]:
-        for letter in self._write_pending():
+        if self._ahead is None:
+            return
+        for letter in self._write(self._ahead.take()):
             yield WindowedValue(letter, MIN_TIMESTAMP, (GlobalWindow(),))
 
     def teardown(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.cancel()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        if self._ahead is not None:
+            self._ahead.shutdown()
+            self._ahead = None
         self.executor.close()
 
 
