@@ -93,8 +93,10 @@ def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) ->
     """Add the plan's transforms to ``pipeline``: ``Read -> Execute``.
 
     ``Execute`` runs the engine-neutral executor (decode, steps, dead letters, every writer;
-    :mod:`cdcflow.core.executor`), decoding one batch ahead on its own thread so that decoding
-    overlaps the sinks' server waits. ``until_caught_up`` bounds an unbounded source (Kafka) at
+    :mod:`cdcflow.core.executor`) on the bundle's thread, one batch after the other. (Decoding
+    one batch ahead on a second thread, ``Execute(ahead=True)``, was measured slower here: on
+    the hot-path benchmark it cost 21 % more CPU and 6 % more wall time, see
+    docs/benchmarks.md "Decode ahead".) ``until_caught_up`` bounds an unbounded source (Kafka) at
     the end offsets seen now; bounded sources (files) always stop at their end.
 
     With several sources (``sources:``) each is read by its own transform (``Read:<name>``)
@@ -120,7 +122,7 @@ def build(pipeline: beam.Pipeline, plan: Plan, until_caught_up: bool = False) ->
     # PCollection, and for untyped elements that means pickling whole batches.
     raw.element_type = RawBatch
     executor = BatchExecutor(decode, plan.steps, plan.writers, plan.dead_letters)
-    _ = raw | "Execute" >> Execute(executor, ahead=True)
+    _ = raw | "Execute" >> Execute(executor, ahead=False)
 
 
 @contextmanager
