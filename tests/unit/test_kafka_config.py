@@ -36,6 +36,9 @@ def test_defaults() -> None:
     assert client["enable.auto.commit"] is False
     assert client["enable.auto.offset.store"] is False
     assert client["bootstrap.servers"] == "b:9092"
+    # The prefetch per partition is bounded (10k records, 16 MiB) so RSS stays flat in long runs.
+    assert client["queued.min.messages"] == 10_000
+    assert client["queued.max.messages.kbytes"] == 16_384
     assert DecodeStep.from_spec(config.decoding()).format == "debezium-json"
 
 

@@ -101,7 +101,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True):
             "fetch.wait.max.ms": 100,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
             "fetch.max.bytes": 64 * 1024 * 1024,
-            "queued.min.messages": 100_000,
+            "queued.min.messages": 10_000,
+            "queued.max.messages.kbytes": 16_384,
             "session.timeout.ms": 6000,
             "fetch.queue.backoff.ms": 10,
         }
