@@ -18,8 +18,8 @@ partitions (``orders_00``... on ``shop.public.orders_00``...; one table keeps ``
 ``shop.public.orders``), the ids split by ``id % N`` so the total stays ``--events``; the redact
 rule and the sink cover every table, the loop reads every topic with one consumer and writes
 every table in one transaction per batch. ``--systems`` runs only some of the two.
-``--client-config KEY=VALUE`` (repeatable) adds a librdkafka setting to cdcflow's source
-``client_config`` (for trying consumer settings).
+``--consumer-config KEY=VALUE`` (repeatable) adds a librdkafka setting to cdcflow's source
+``consumer_config`` (for trying consumer settings).
 
 Each run gets a fresh database with the same pre-created tables; every table is compared with
 the state computed from the generator after every run (a difference stops the benchmark). Measured
@@ -28,7 +28,8 @@ committed write (this process polls the system's positions table every 10 ms ove
 connection until a row appears, then disconnects; that backend's CPU is left out of the
 PostgreSQL figure); client CPU (user + system of the process and the children it waited for,
 from ``wait4``); PostgreSQL CPU (user + system of the postmaster and all its processes,
-including exited backends, from ``/proc``); peak RSS (``VmHWM``, polled); the transactions
+including exited backends, from ``/proc``); the broker's CPU (Tansu's, from ``/proc``: idle
+consumers that keep fetching show up here); peak RSS (``VmHWM``, polled); the transactions
 committed in the run's database (``xact_commit`` of ``pg_stat_database``, less the poller's
 queries: the write transactions plus a few of start-up). The summary is the median over the
 runs and the ratios cdcflow / loop against issue 12's targets.
@@ -106,6 +107,21 @@ def tree_cpu_seconds(root: int) -> float:
                 tree.add(pid)
                 grew = True
     return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
+def broker_pid(bootstrap: str) -> int | None:
+    """The pid of the Tansu broker listening on ``bootstrap`` (found by its command line)."""
+    url = f"tcp://{bootstrap}".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"tansu") and url in argv:
+            return int(entry.name)
+    return None
 
 
 def postmaster_pid(pg: Any) -> int:
@@ -186,16 +202,17 @@ def measure(
     env: dict[str, str],
     dsn: str,
     offsets: str,
-    pg_root: int,
-    admin: str,
+    ctx: dict[str, Any],
     database: str,
 ) -> dict[str, Any]:
     """Run ``argv`` to completion and measure it (see the module docstring)."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
+    pg_root, admin, broker = ctx["pg_root"], ctx["pg"].dsn, ctx["broker_pid"]
     commits0 = commits(admin, database)
     poller = FirstWritePoller(dsn, offsets)
     pg0 = tree_cpu_seconds(pg_root)
+    broker0 = tree_cpu_seconds(broker) if broker else 0.0
     started = time.monotonic()
     process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=out, stderr=err)
     peak = 0.0
@@ -219,6 +236,7 @@ def measure(
         first, first_events = ended, poller.committed_events() or 0
     poller.close()
     pg_cpu = tree_cpu_seconds(pg_root) - pg0 - poller.cpu
+    broker_cpu = tree_cpu_seconds(broker) - broker0 if broker else float("nan")
     code = os.waitstatus_to_exitcode(status)
     transactions = commits(admin, database) - commits0 - poller.commits
     out.seek(0)
@@ -233,6 +251,7 @@ def measure(
         "first_events": first_events,
         "cpu": usage.ru_utime + usage.ru_stime,
         "pg_cpu": pg_cpu,
+        "broker_cpu": broker_cpu,
         "rss_mb": peak,
         "transactions": transactions,
         "stdout": stdout,
@@ -251,8 +270,8 @@ def pipeline_file(
         "start": "earliest",
         "max_batch_size": args.batch,
     }
-    if args.client_config:
-        source["client_config"] = dict(args.client_config)
+    if args.consumer_config:
+        source["consumer_config"] = dict(args.consumer_config)
     tables = "shop.public.orders" if args.tables == 1 else "shop.public.orders_*"
     document = {
         "pipeline": name,
@@ -371,7 +390,7 @@ def run_once(
                 *(["--gil"] if args.profile_gil else []), "--", *argv,
             ]  # fmt: skip
         offsets = "cdcflow_offsets"
-    result = measure(argv, env, dsn, offsets, ctx["pg_root"], pg.dsn, database)
+    result = measure(argv, env, dsn, offsets, ctx, database)
     for table in names:
         check_state(system, table, table_state(dsn, table), ctx["expected"][table])
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
@@ -388,21 +407,23 @@ def run_once(
 def summarise(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
     """Print the per-run lines, the medians and the ratios against the targets."""
     keys = (
-        "rate", "rate_after_first", "cpu", "cpu_per_event", "pg_cpu", "rss_mb", "startup",
-        "transactions",
+        "rate", "rate_after_first", "cpu", "cpu_per_event", "pg_cpu", "broker_cpu", "rss_mb",
+        "startup", "transactions",
     )  # fmt: skip
     medians = {
         s: {k: statistics.median(r[k] for r in runs) for k in keys} for s, runs in results.items()
     }
     header = (
         f"{'system':<10}{'events/s':>10}{'after 1st':>11}{'client CPU s':>14}{'µs/event':>10}"
-        f"{'PG CPU s':>10}{'peak RSS MB':>13}{'start-up s':>12}{'PG commits':>12}"
+        f"{'PG CPU s':>10}{'Tansu CPU s':>13}{'peak RSS MB':>13}{'start-up s':>12}"
+        f"{'PG commits':>12}"
     )
 
     def line(name: str, m: dict[str, float]) -> str:
         return (
             f"{name:<10}{m['rate']:>10.0f}{m['rate_after_first']:>11.0f}{m['cpu']:>14.2f}"
-            f"{m['cpu_per_event'] * 1e6:>10.1f}{m['pg_cpu']:>10.2f}{m['rss_mb']:>13.0f}"
+            f"{m['cpu_per_event'] * 1e6:>10.1f}{m['pg_cpu']:>10.2f}"
+            f"{m['broker_cpu']:>13.2f}{m['rss_mb']:>13.0f}"
             f"{m['startup']:>12.2f}{m['transactions']:>12.0f}"
         )
 
@@ -454,12 +475,12 @@ def main() -> None:
         help="comma-separated: loop, cdcflow (default both)",
     )
     parser.add_argument(
-        "--client-config",
+        "--consumer-config",
         action="append",
         type=lambda text: tuple(text.split("=", 1)),
         default=[],
         metavar="KEY=VALUE",
-        help="a librdkafka setting for cdcflow's source client_config (repeatable)",
+        help="a librdkafka setting for cdcflow's source consumer_config (repeatable)",
     )
     parser.add_argument("--batch", type=int, default=10_000, help="max records per batch (both)")
     parser.add_argument("--runs", type=int, default=3, help="0: only the --profile run")
@@ -498,6 +519,7 @@ def main() -> None:
             ctx = {
                 "pg": pg,
                 "pg_root": postmaster_pid(pg),
+                "broker_pid": broker_pid(bootstrap),
                 "bootstrap": bootstrap,
                 "work": work_dir,
                 "sizes": sizes,
