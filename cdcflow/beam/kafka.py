@@ -12,7 +12,10 @@ Element and restriction
     ``--until-caught-up`` or "unbounded" when streaming. One output element per poll of a
     partition: a :class:`~cdcflow.schemas.model.RawBatch` (never one element per message).
     The tracker accepts only checkpoints (``defer_remainder``), never a split of a partition's
-    range into parallel pieces, so a partition's batches reach the sinks in offset order.
+    range into parallel pieces, so a partition's batches reach the sinks in offset order. A
+    bounded range read to its end unassigns its partition
+    (:meth:`~cdcflow.io.kafka.poller.PartitionPoller.stop_fetching`): the consumer stays open
+    for the commit but no longer fetches, which idle consumers otherwise do until teardown.
 
 Commit order
     Offsets are committed to the consumer group by bundle finalization: the callback runs only
@@ -198,6 +201,7 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
 
         finalizer.register(commit)
         if start >= stop:
+            poller.stop_fetching()  # nothing to read; the consumer stays for the commit
             return
         claimed = start - 1
         deadline = time.monotonic() + self.bundle_seconds
@@ -222,6 +226,7 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
             if result.next_offset >= stop:
                 if claimed < stop - 1:
                     tracker.try_claim(stop - 1)  # offsets up to the end are gaps (markers)
+                poller.stop_fetching()  # the range is read; the consumer stays for the commit
                 return
             idle = result.at_end and not records
             if time.monotonic() >= deadline or (idle and stop == UNBOUNDED):
