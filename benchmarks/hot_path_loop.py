@@ -2,17 +2,21 @@
 
 Kafka (confluent-kafka, assigned partitions from offset 0) -> msgspec typed structs -> the
 e-mail hashed with cdcflow's ``hash-sha256`` (hex SHA-256 of ``salt || 0x00 || utf8(text)``) ->
-PostgreSQL. Per polled batch the net change per key is kept; one transaction then deletes the
-deleted keys (``DELETE ... WHERE id = ANY``), binary-``COPY``s the upserted rows into a temporary
-staging table, ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``s them and upserts the partitions'
-offsets. A writer thread runs batch k's transaction while the main thread decodes batch k+1.
+PostgreSQL. One consumer reads every partition of every topic (``--topics``; topic i goes to
+table i of ``--tables``). Per polled batch the net change per table and key is kept; one
+transaction then, per table, deletes the deleted keys (``DELETE ... WHERE id = ANY``),
+binary-``COPY``s the upserted rows into the table's temporary staging table and
+``INSERT ... SELECT ... ON CONFLICT DO UPDATE``s them, and upserts the offsets per
+``(topic, partition)``. A writer thread runs batch k's transaction while the main thread
+decodes batch k+1.
 
 With ``--schema-block`` the values carry the ``schema``/``payload`` wrapper: each distinct schema
 block (by its bytes) is parsed once into a plan naming the Connect Decimal's scale and the
 MicroTimestamp column, and every row's ``amount`` becomes a ``Decimal`` and ``created_at`` a
 ``datetime``. Without it the values stay as sent (base64 text, integer), like cdcflow's.
 
-It stops when every partition's last offset (``--ends``) is committed.
+It stops when every partition's last offset (``--ends``) is committed; it prints the number
+of transactions it committed (``transactions N``).
 """
 
 from __future__ import annotations
@@ -90,9 +94,12 @@ def _plan(schema: bytes) -> tuple[Convert, Convert]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("--topics", required=True, help="comma-separated")
+    parser.add_argument("--tables", required=True, help="comma-separated, one per topic")
     parser.add_argument("--dsn", required=True)
-    parser.add_argument("--ends", required=True, help="last offset per partition, comma-separated")
+    parser.add_argument(
+        "--ends", required=True, help="TOPIC:PARTITION:LAST_OFFSET, comma-separated"
+    )
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--salt", required=True)
     parser.add_argument("--schema-block", action="store_true")
@@ -107,51 +114,68 @@ def main() -> None:
         h.update(text.encode("utf-8", "surrogatepass"))
         return h.hexdigest()
 
-    ends = {p: int(o) for p, o in enumerate(args.ends.split(",")) if int(o) >= 0}
+    topics = args.topics.split(",")
+    tables = dict(zip(topics, args.tables.split(","), strict=True))
+    ends: dict[tuple[str, int], int] = {}
+    for item in args.ends.split(","):
+        topic, part, last = item.rsplit(":", 2)
+        if int(last) >= 0:
+            ends[(topic, int(part))] = int(last)
     conn = psycopg.connect(args.dsn)
     conn.execute(
         'CREATE TABLE IF NOT EXISTS loop_offsets (topic text, part int, "offset" bigint, '
         "PRIMARY KEY (topic, part))"
     )
-    conn.execute("CREATE TEMP TABLE stage (LIKE orders) ON COMMIT DELETE ROWS")
+    for table in tables.values():
+        conn.execute(f"CREATE TEMP TABLE stage_{table} (LIKE {table}) ON COMMIT DELETE ROWS")
     conn.commit()
     types = (
         ["int8", "text", "text", "int4", "numeric", "timestamp"]
         if args.schema_block
         else ["int8", "text", "text", "int8", "text", "int8"]
     )
-    work: queue.Queue[tuple[dict[int, Any], dict[int, int]] | None] = queue.Queue(maxsize=1)
+    Batch = tuple[dict[str, dict[int, Any]], dict[tuple[str, int], int]]
+    work: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
     failure: list[BaseException] = []
+    transactions = [0]
 
     def writer() -> None:
         try:
             while (item := work.get()) is not None:
-                state, offsets = item
-                rows = [r for r in state.values() if r is not None]
-                deletes = [k for k, r in state.items() if r is None]
+                states, offsets = item
                 with conn.transaction(), conn.cursor() as cur:
-                    if deletes:
-                        cur.execute("DELETE FROM orders WHERE id = ANY(%s)", (deletes,))
-                    if rows:
+                    for table, state in states.items():
+                        rows = [r for r in state.values() if r is not None]
+                        deletes = [k for k, r in state.items() if r is None]
+                        if deletes:
+                            cur.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (deletes,))
+                        if not rows:
+                            continue
                         with cur.copy(
-                            "COPY stage (id, customer, email, qty, amount, created_at) "
+                            f"COPY stage_{table} (id, customer, email, qty, amount, created_at) "
                             "FROM STDIN (FORMAT BINARY)"
                         ) as copy:
                             copy.set_types(types)
                             for row in rows:
                                 copy.write_row(row)
                         cur.execute(
-                            "INSERT INTO orders SELECT * FROM stage ON CONFLICT (id) DO UPDATE "
+                            f"INSERT INTO {table} SELECT * FROM stage_{table} "
+                            "ON CONFLICT (id) DO UPDATE "
                             "SET customer = EXCLUDED.customer, email = EXCLUDED.email, "
                             "qty = EXCLUDED.qty, amount = EXCLUDED.amount, "
                             "created_at = EXCLUDED.created_at"
                         )
                     cur.execute(
                         'INSERT INTO loop_offsets (topic, part, "offset") '
-                        "SELECT %s, unnest(%s::int[]), unnest(%s::bigint[]) "
+                        "SELECT unnest(%s::text[]), unnest(%s::int[]), unnest(%s::bigint[]) "
                         'ON CONFLICT (topic, part) DO UPDATE SET "offset" = EXCLUDED."offset"',
-                        (args.topic, list(offsets), list(offsets.values())),
+                        (
+                            [t for t, _ in offsets],
+                            [p for _, p in offsets],
+                            list(offsets.values()),
+                        ),
                     )
+                transactions[0] += 1
         except BaseException as error:
             failure.append(error)
             while work.get() is not None:  # unblock the producer side
@@ -168,7 +192,7 @@ def main() -> None:
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.assign([TopicPartition(args.topic, p, 0) for p in ends])
+    consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
     plain = msgspec.json.Decoder(Envelope).decode
     wrapped = msgspec.json.Decoder(Wrapped).decode
     last_schema = b""
@@ -181,8 +205,8 @@ def main() -> None:
             messages = consumer.consume(args.batch, 0.5)
             if not messages:
                 continue
-            state: dict[int, Any] = {}
-            offsets: dict[int, int] = {}
+            states: dict[str, dict[int, Any]] = {}
+            offsets: dict[tuple[str, int], int] = {}
             for message in messages:
                 if message.error() is not None:
                     raise RuntimeError(str(message.error()))
@@ -197,6 +221,10 @@ def main() -> None:
                     envelope = outer.payload
                 else:
                     envelope = plain(message.value())
+                topic = message.topic()
+                state = states.get(tables[topic])
+                if state is None:
+                    state = states[tables[topic]] = {}
                 if envelope.op == "d":
                     assert envelope.before is not None
                     state[envelope.before.id] = None
@@ -211,11 +239,11 @@ def main() -> None:
                         amount_of(a.amount),
                         created_of(a.created_at),
                     )
-                partition = message.partition()
+                partition = (topic, message.partition())
                 offsets[partition] = message.offset()
                 if message.offset() >= ends[partition]:
                     remaining.discard(partition)
-            work.put((state, offsets))
+            work.put((states, offsets))
     finally:
         work.put(None)
         thread.join()
@@ -223,6 +251,7 @@ def main() -> None:
         conn.close()
     if failure:
         raise failure[0]
+    print(f"transactions {transactions[0]}")
 
 
 if __name__ == "__main__":

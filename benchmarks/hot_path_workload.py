@@ -4,8 +4,12 @@
 Connect Decimal (base64 of the big-endian two's-complement unscaled value, scale 2) and
 ``created_at`` an ``io.debezium.time.MicroTimestamp``. Events are 60 % creates, 35 % updates and
 5 % deletes over ``keys`` ids (an update or delete of an absent id becomes a create, a create of a
-live id an update, so the changelog is consistent); each id goes to partition ``id % partitions``
-so per-key order holds. With ``schema_block`` every key and value carries the JSON converter's
+live id an update, so the changelog is consistent). With ``tables`` > 1 the ids are split over
+that many tables ``orders_00``, ``orders_01``, ... (id ``% tables`` picks the table), one topic
+each (``shop.public.orders_00``, ...); with one table the names stay ``orders`` and
+``shop.public.orders``. Each id goes to partition ``(id // tables) % partitions`` of its table's
+topic (``id % partitions`` for one table), so per-key order holds and every partition is used.
+With ``schema_block`` every key and value carries the JSON converter's
 ``schema``/``payload`` wrapper; without, the payloads are the same bytes minus the wrapper (the
 decimal stays base64 and the timestamp an integer, as Debezium sends them schemaless).
 
@@ -74,12 +78,12 @@ KEY_SCHEMA: dict[str, Any] = {
 }
 
 
-def value_schema() -> dict[str, Any]:
-    """The JSON converter's schema block of an ``orders`` envelope."""
-    row = {"type": "struct", "optional": True, "name": f"{TOPIC}.Value", "fields": _ROW_FIELDS}
+def value_schema(topic: str = TOPIC) -> dict[str, Any]:
+    """The JSON converter's schema block of an ``orders`` envelope on ``topic``."""
+    row = {"type": "struct", "optional": True, "name": f"{topic}.Value", "fields": _ROW_FIELDS}
     return {
         "type": "struct",
-        "name": f"{TOPIC}.Envelope",
+        "name": f"{topic}.Envelope",
         "optional": False,
         "version": 1,
         "fields": [
@@ -115,29 +119,49 @@ def sha256_hex(salt: str, text: str) -> str:
 class Workload:
     """Messages per partition and the live rows after the last event."""
 
-    #: ``(partition, key bytes, value bytes)`` in production order.
-    messages: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    tables: int = 1
+    #: ``(table index, partition, key bytes, value bytes)`` in production order.
+    messages: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
+    #: The live rows by id (an id belongs to table ``id % tables``).
     live: dict[int, State] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def per_partition(self, partitions: int) -> list[int]:
-        """How many messages each partition holds."""
-        sizes = [0] * partitions
-        for partition, _, _ in self.messages:
-            sizes[partition] += 1
+    def per_partition(self, partitions: int) -> dict[tuple[str, int], int]:
+        """How many messages each ``(topic, partition)`` holds (every partition listed)."""
+        names = topics(self.tables)
+        sizes = {(topic, p): 0 for topic in names for p in range(partitions)}
+        for table, partition, _, _ in self.messages:
+            sizes[(names[table], partition)] += 1
         return sizes
 
 
-def generate(events: int, keys: int, partitions: int, schema_block: bool, seed: int) -> Workload:
+def table_names(tables: int) -> list[str]:
+    """The target tables: ``orders`` for one, else ``orders_00``, ``orders_01``, ..."""
+    if tables == 1:
+        return ["orders"]
+    return [f"orders_{i:02d}" for i in range(tables)]
+
+
+def topics(tables: int) -> list[str]:
+    """The topics, one per table: ``shop.public.<table>``."""
+    return [f"shop.public.{name}" for name in table_names(tables)]
+
+
+def generate(
+    events: int, keys: int, partitions: int, schema_block: bool, seed: int, tables: int = 1
+) -> Workload:
     """The seeded changelog (see the module docstring)."""
     rng = random.Random(seed)
     dumps = json.JSONEncoder(separators=(",", ":")).encode
-    schema = value_schema()
-    work = Workload(counts={"c": 0, "u": 0, "d": 0})
+    names = table_names(tables)
+    schemas = [value_schema(topic) for topic in topics(tables)]
+    key_schemas = [{**KEY_SCHEMA, "name": f"{topic}.Key"} for topic in topics(tables)]
+    work = Workload(tables=tables, counts={"c": 0, "u": 0, "d": 0})
     live = work.live
     base_ms = 1_700_000_000_000
     for index in range(events):
         ident = rng.randrange(1, keys + 1)
+        table = ident % tables
         draw = rng.random()
         op = "c" if draw < 0.60 else ("u" if draw < 0.95 else "d")
         if op in ("u", "d") and ident not in live:
@@ -171,7 +195,7 @@ def generate(events: int, keys: int, partitions: int, schema_block: bool, seed: 
                 "snapshot": "false",
                 "db": "shop",
                 "schema": "public",
-                "table": "orders",
+                "table": names[table],
                 "txId": 1000 + index,
                 "lsn": 30_000_000 + 64 * index,
             },
@@ -179,12 +203,13 @@ def generate(events: int, keys: int, partitions: int, schema_block: bool, seed: 
             "ts_ms": ts + 5,
         }
         if schema_block:
-            key = dumps({"schema": KEY_SCHEMA, "payload": {"id": ident}})
-            value = dumps({"schema": schema, "payload": payload})
+            key = dumps({"schema": key_schemas[table], "payload": {"id": ident}})
+            value = dumps({"schema": schemas[table], "payload": payload})
         else:
             key = dumps({"id": ident})
             value = dumps(payload)
-        work.messages.append((ident % partitions, key.encode(), value.encode()))
+        partition = (ident // tables) % partitions
+        work.messages.append((table, partition, key.encode(), value.encode()))
     return work
 
 
@@ -216,9 +241,15 @@ def table_ddl(table: str, schema_block: bool) -> str:
     )
 
 
-def expected_state(work: Workload, salt: str, schema_block: bool) -> dict[int, tuple[Any, ...]]:
-    """``{id: (customer, hashed email, qty, amount, created_at)}`` as psycopg reads it back."""
-    expected: dict[int, tuple[Any, ...]] = {}
+def expected_state(
+    work: Workload, salt: str, schema_block: bool
+) -> dict[str, dict[int, tuple[Any, ...]]]:
+    """``{table: {id: (customer, hashed email, qty, amount, created_at)}}`` as psycopg reads it.
+
+    Every table is listed, an empty one too.
+    """
+    names = table_names(work.tables)
+    expected: dict[str, dict[int, tuple[Any, ...]]] = {name: {} for name in names}
     for ident, (customer, email, qty, cents, micros) in work.live.items():
         amount: Any
         created: Any
@@ -227,5 +258,11 @@ def expected_state(work: Workload, salt: str, schema_block: bool) -> dict[int, t
             created = EPOCH + dt.timedelta(microseconds=micros)
         else:
             amount, created = decimal_b64(cents), micros
-        expected[ident] = (customer, sha256_hex(salt, email), qty, amount, created)
+        expected[names[ident % work.tables]][ident] = (
+            customer,
+            sha256_hex(salt, email),
+            qty,
+            amount,
+            created,
+        )
     return expected

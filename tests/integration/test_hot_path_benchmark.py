@@ -1,7 +1,8 @@
 """Smoke test: ``benchmarks/hot_path.py`` runs end to end on a tiny workload.
 
 It starts its own Tansu broker and PostgreSQL server, runs the loop and cdcflow once each with
-the schema block, and checks both final tables against the generator's state. Nothing here
+the schema block (on one table, and on three tables of two partitions each), and checks every
+final table against the generator's state. Nothing here
 asserts a speed: only that the benchmark works and its table check passed.
 """
 
@@ -11,10 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_hot_path_benchmark_runs_and_checks_both_tables() -> None:
+@pytest.mark.parametrize("layout", [[], ["--tables", "3", "--partitions", "2"]], ids=["1x3", "3x2"])
+def test_hot_path_benchmark_runs_and_checks_both_tables(layout: list[str]) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -28,6 +32,7 @@ def test_hot_path_benchmark_runs_and_checks_both_tables() -> None:
             "--batch",
             "500",
             "--schema-block",
+            *layout,
         ],
         capture_output=True,
         text=True,

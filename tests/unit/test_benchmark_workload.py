@@ -13,6 +13,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 
 from cdcflow.transforms.redact.config import StrategyOptions
@@ -20,7 +21,14 @@ from cdcflow.transforms.redact.policy import compile_value_fn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from hot_path_workload import decimal_b64, expected_state, generate, sha256_hex
+from hot_path_workload import (
+    decimal_b64,
+    expected_state,
+    generate,
+    sha256_hex,
+    table_names,
+    topics,
+)
 
 SALT = "a-salt-of-sixteen-or-more"
 
@@ -37,21 +45,28 @@ def test_decimal_wire_form_round_trips() -> None:
         assert int.from_bytes(raw, "big", signed=True) == cents
 
 
-def test_expected_state_replays_the_messages() -> None:
-    work = generate(2000, 150, 3, schema_block=True, seed=5)
+@pytest.mark.parametrize("tables", [1, 3])
+def test_expected_state_replays_the_messages(tables: int) -> None:
+    work = generate(2000, 150, 3, schema_block=True, seed=5, tables=tables)
+    names = table_names(tables)
     rows: dict[int, dict] = {}
-    for partition, key, value in work.messages:
+    used: set[tuple[int, int]] = set()
+    for table, partition, key, value in work.messages:
         payload = json.loads(value)["payload"]
         ident = json.loads(key)["payload"]["id"]
-        assert partition == ident % 3
+        assert table == ident % tables and payload["source"]["table"] == names[table]
+        assert partition == (ident // tables) % 3
+        used.add((table, partition))
         if payload["op"] == "d":
             rows.pop(ident)
         else:
             rows[ident] = payload["after"]
+    assert len(used) == 3 * tables  # every partition of every topic gets messages
     expected = expected_state(work, SALT, schema_block=True)
-    assert set(expected) == set(rows)
+    assert list(expected) == names
+    assert {i for table in expected.values() for i in table} == set(rows)
     for ident, row in rows.items():
-        customer, email, qty, amount, created = expected[ident]
+        customer, email, qty, amount, created = expected[names[ident % tables]][ident]
         assert (customer, email, qty) == (
             row["customer"],
             sha256_hex(SALT, row["email"]),
@@ -61,3 +76,8 @@ def test_expected_state_replays_the_messages() -> None:
         assert amount == Decimal(unscaled).scaleb(-2)
         assert created == dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=row["created_at"])
     assert sum(work.counts.values()) == 2000 and work.counts["d"] > 0
+
+
+def test_one_table_keeps_the_historic_names() -> None:
+    assert (table_names(1), topics(1)) == (["orders"], ["shop.public.orders"])
+    assert topics(2) == ["shop.public.orders_00", "shop.public.orders_01"]

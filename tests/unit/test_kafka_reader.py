@@ -20,7 +20,12 @@ import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 from confluent_kafka import KafkaError as ClientError
 
-from cdcflow.beam.kafka import ReadFromKafka, _CheckpointOnlyTracker
+from cdcflow.beam.kafka import (
+    UNBOUNDED,
+    ReadFromKafka,
+    _CheckpointOnlyTracker,
+    _ReadKafkaPartitionFn,
+)
 from cdcflow.io.kafka.client import KafkaError
 from cdcflow.io.kafka.poller import PartitionPoller
 from cdcflow.io.kafka.settings import KafkaSettings
@@ -102,3 +107,27 @@ def test_bundle_seconds_is_checked() -> None:
     with pytest.raises(ValueError, match="bundle_seconds"):
         ReadFromKafka(KafkaSource(settings()), bundle_seconds=0)
 
+
+def test_each_bounded_range_names_the_next_one_to_open_ahead(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = FakeBroker()
+    for part in range(4):
+        broker.add(T, part, 5)
+    install(monkeypatch, broker)
+    specs = [(T, 0, 0, 5), (T, 1, 5, 5), (T, 2, 0, 5), (T, 3, 2, 5)]  # partition 1: empty range
+    read = _ReadKafkaPartitionFn(settings(), 1.0, len(specs), specs)
+    assert read._next_of == {(T, 0): (T, 2, 0), (T, 2): (T, 3, 2)}
+    read.setup()
+    read._open_next(T, 0)
+    opened = read._pollers[(T, 2)]
+    assert opened.position == 0  # assigned where its range starts
+    read._open_next(T, 0)  # already opened: left as it is
+    assert read._pollers[(T, 2)] is opened and set(read._pollers) == {(T, 2)}
+    read._open_next(T, 3)  # the last range: nothing after it
+    assert set(read._pollers) == {(T, 2)}
+    read.teardown()
+    streaming = _ReadKafkaPartitionFn(
+        settings(), 1.0, 2, [(T, 0, 0, UNBOUNDED), (T, 1, 0, UNBOUNDED)]
+    )
+    assert streaming._next_of == {}  # streaming ranges are all read from the first round on

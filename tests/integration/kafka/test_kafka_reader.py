@@ -124,6 +124,26 @@ def test_poller_builds_raw_records_and_reports_the_end(kafka_broker: str) -> Non
         poller.close()
 
 
+def test_a_poller_that_stopped_fetching_still_commits_and_can_reopen(kafka_broker: str) -> None:
+    # The Beam reader unassigns a partition once its bounded range is read (an idle consumer
+    # keeps fetching otherwise) and commits the range's end afterwards, at bundle finalization.
+    topic = topic_with(kafka_broker, [4])
+    config = settings(kafka_broker, (topic,))
+    poller = PartitionPoller(config, topic, 0)
+    poller.open(0)
+    try:
+        list(poll_until_end(poller))
+        poller.stop_fetching()
+        assert poller.position is None
+        assert poller.commit(4)
+        assert group_offsets(kafka_broker, config.group_id, topic, 1) == {0: 4}
+        poller.open(2)  # assigned again, from the requested offset
+        records = [r for result in poll_until_end(poller) for r in result.records]
+        assert [r.position.offset for r in records] == [2, 3]
+    finally:
+        poller.close()
+
+
 def test_commit_can_be_switched_off(kafka_broker: str) -> None:
     topic = topic_with(kafka_broker, [1])
     config = settings(kafka_broker, (topic,), commit_offsets=False)
