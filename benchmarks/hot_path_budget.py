@@ -51,7 +51,7 @@ import msgspec  # noqa: E402
 import psycopg  # noqa: E402
 from harness import kafka_and_postgres  # noqa: E402
 from hot_path import SALT, check_state, pipeline_file, produce_workload, table_state  # noqa: E402
-from hot_path_loop import Envelope, Wrapped  # noqa: E402
+from hot_path_loop import Envelope, Wrapped, write_table  # noqa: E402
 from hot_path_workload import TOPIC, expected_state, generate, table_ddl  # noqa: E402
 
 EPOCH = dt.datetime(1970, 1, 1)
@@ -132,7 +132,7 @@ def loop_parts(dsn: str, raws: list[Any], schema_block: bool) -> dict[str, float
             'CREATE TABLE IF NOT EXISTS loop_offsets (topic text, part int, "offset" bigint, '
             "PRIMARY KEY (topic, part))"
         )
-        conn.execute("CREATE TEMP TABLE stage (LIKE orders) ON COMMIT DELETE ROWS")
+        conn.execute("CREATE TEMP TABLE stage_orders (LIKE orders) ON COMMIT DELETE ROWS")
         conn.commit()
         for raw in raws:
             start = cpu()
@@ -150,24 +150,8 @@ def loop_parts(dsn: str, raws: list[Any], schema_block: bool) -> dict[str, float
                     amount, created = convert[0](amount), convert[1](created)
                 state[a.id] = (a.id, a.customer, digest.hexdigest(), a.qty, amount, created)
             decoded = cpu()
-            rows = [r for r in state.values() if r is not None]
-            deletes = [k for k, r in state.items() if r is None]
             with conn.transaction(), conn.cursor() as cur:
-                if deletes:
-                    cur.execute("DELETE FROM orders WHERE id = ANY(%s)", (deletes,))
-                with cur.copy(
-                    "COPY stage (id, customer, email, qty, amount, created_at) "
-                    "FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.set_types(types)
-                    for row in rows:
-                        copy.write_row(row)
-                cur.execute(
-                    "INSERT INTO orders SELECT * FROM stage ON CONFLICT (id) DO UPDATE "
-                    "SET customer = EXCLUDED.customer, email = EXCLUDED.email, "
-                    "qty = EXCLUDED.qty, amount = EXCLUDED.amount, "
-                    "created_at = EXCLUDED.created_at"
-                )
+                write_table(cur, "orders", state, types)
                 cur.execute(
                     'INSERT INTO loop_offsets (topic, part, "offset") VALUES (%s, %s, %s) '
                     'ON CONFLICT (topic, part) DO UPDATE SET "offset" = EXCLUDED."offset"',
@@ -188,6 +172,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--schema-block", action="store_true")
     args = parser.parse_args()
+    args.tables, args.consumer_config = 1, []  # what pipeline_file reads: one table, defaults
     os.environ["BENCH_REDACT_SALT"] = SALT
     work = Path(tempfile.mkdtemp(prefix="cdcflow-budget-"))
     workload = generate(args.events, args.keys, args.partitions, args.schema_block, args.seed)
@@ -205,7 +190,7 @@ def main() -> None:
                     dsn = pg.create_database(f"budget_{system}_{rep}")
                     with psycopg.connect(dsn, autocommit=True) as conn:
                         conn.execute(table_ddl("orders", args.schema_block))
-                    path = pipeline_file(work, f"budget-{rep}", bootstrap, dsn, args.batch)
+                    path = pipeline_file(work, f"budget-{rep}", bootstrap, dsn, args)
                     source = plan_pipeline(load_pipeline(path)).inputs[0].source
                     gc.collect()
                     start = cpu()
@@ -225,7 +210,7 @@ def main() -> None:
                         parts = {"read": read, **loop_parts(dsn, raws, args.schema_block)}
                     gc.unfreeze()
                     del raws
-                    check_state(system, table_state(dsn), expected)
+                    check_state(system, "orders", table_state(dsn, "orders"), expected["orders"])
                     for name, seconds in parts.items():
                         results.setdefault(f"{system} {name}", []).append(seconds)
                     shown = ", ".join(f"{n} {s:.2f}" for n, s in parts.items())

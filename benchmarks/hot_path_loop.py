@@ -91,6 +91,34 @@ def _plan(schema: bytes) -> tuple[Convert, Convert]:
     return converters.get("amount", _identity), converters.get("created_at", _identity)
 
 
+def write_table(cur: Any, table: str, state: dict[int, Any], types: list[str]) -> None:
+    """One table's net change in the open transaction: deletes, binary COPY, upsert.
+
+    ``state`` maps ids to the row tuple to store or None (deleted); the rows go through the
+    temporary ``stage_<table>``, which the caller created (``ON COMMIT DELETE ROWS``).
+    """
+    rows = [r for r in state.values() if r is not None]
+    deletes = [k for k, r in state.items() if r is None]
+    if deletes:
+        cur.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (deletes,))
+    if not rows:
+        return
+    with cur.copy(
+        f"COPY stage_{table} (id, customer, email, qty, amount, created_at) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    cur.execute(
+        f"INSERT INTO {table} SELECT * FROM stage_{table} "
+        "ON CONFLICT (id) DO UPDATE "
+        "SET customer = EXCLUDED.customer, email = EXCLUDED.email, "
+        "qty = EXCLUDED.qty, amount = EXCLUDED.amount, "
+        "created_at = EXCLUDED.created_at"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bootstrap", required=True)
@@ -145,26 +173,7 @@ def main() -> None:
                 states, offsets = item
                 with conn.transaction(), conn.cursor() as cur:
                     for table, state in states.items():
-                        rows = [r for r in state.values() if r is not None]
-                        deletes = [k for k, r in state.items() if r is None]
-                        if deletes:
-                            cur.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (deletes,))
-                        if not rows:
-                            continue
-                        with cur.copy(
-                            f"COPY stage_{table} (id, customer, email, qty, amount, created_at) "
-                            "FROM STDIN (FORMAT BINARY)"
-                        ) as copy:
-                            copy.set_types(types)
-                            for row in rows:
-                                copy.write_row(row)
-                        cur.execute(
-                            f"INSERT INTO {table} SELECT * FROM stage_{table} "
-                            "ON CONFLICT (id) DO UPDATE "
-                            "SET customer = EXCLUDED.customer, email = EXCLUDED.email, "
-                            "qty = EXCLUDED.qty, amount = EXCLUDED.amount, "
-                            "created_at = EXCLUDED.created_at"
-                        )
+                        write_table(cur, table, state, types)
                     cur.execute(
                         'INSERT INTO loop_offsets (topic, part, "offset") '
                         "SELECT unnest(%s::text[]), unnest(%s::int[]), unnest(%s::bigint[]) "
