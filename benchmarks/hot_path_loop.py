@@ -199,6 +199,15 @@ def main() -> None:
             "group.id": "bench-loop",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # The same fetch settings as cdcflow's Kafka source defaults
+            # (cdcflow/io/kafka/settings.py), so both read at the same pace: with librdkafka's
+            # own defaults (fetch.queue.backoff.ms 1000) the loop stalls on large messages.
+            "fetch.wait.max.ms": 100,
+            "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "queued.min.messages": 10_000,
+            "queued.max.messages.kbytes": 16_384,
+            "fetch.queue.backoff.ms": 10,
         }
     )
     consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
