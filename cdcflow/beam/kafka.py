@@ -156,17 +156,13 @@ class _ReadKafkaPartitionFn(beam.DoFn):  # type: ignore[misc]
     """Reads one partition's offset range, one ``RawBatch`` per poll; commits on finalization."""
 
     def __init__(
-        self,
-        settings: KafkaSettings,
-        bundle_seconds: float,
-        partitions: int = 1,
-        specs: Sequence[PartitionSpec] = (),
+        self, settings: KafkaSettings, bundle_seconds: float, specs: Sequence[PartitionSpec] = ()
     ) -> None:
         self.settings = settings
         self.bundle_seconds = bundle_seconds
         # Idle partitions are visited in turn, each waiting this long for a first record, so
         # one round over all of them takes about ``poll_timeout`` (the idle latency bound).
-        self.idle_wait = max(0.01, settings.poll_timeout_s / max(1, partitions))
+        self.idle_wait = max(0.01, settings.poll_timeout_s / max(1, len(specs)))
         self.records = Metrics.counter(NAMESPACE, "records_read")
         self._pollers: dict[tuple[str, int], PartitionPoller] = {}
         # Bounded, non-empty ranges: the one after each (in spec order) and where it starts.
@@ -331,7 +327,7 @@ class ReadFromKafka(beam.PTransform):  # type: ignore[misc]
         """Work out the partitions' ranges, then read each with the splittable DoFn."""
         specs = self.partition_specs()
         settings: KafkaSettings = self.source.settings
-        read = _ReadKafkaPartitionFn(settings, self.bundle_seconds, len(specs), specs)
+        read = _ReadKafkaPartitionFn(settings, self.bundle_seconds, specs)
         partitions = pbegin | "Partitions" >> beam.Create(specs)
         coders.register()
         return partitions | "ReadPartition" >> beam.ParDo(read).with_output_types(RawBatch)

@@ -116,7 +116,7 @@ def test_each_bounded_range_names_the_next_one_to_open_ahead(
         broker.add(T, part, 5)
     install(monkeypatch, broker)
     specs = [(T, 0, 0, 5), (T, 1, 5, 5), (T, 2, 0, 5), (T, 3, 2, 5)]  # partition 1: empty range
-    read = _ReadKafkaPartitionFn(settings(), 1.0, len(specs), specs)
+    read = _ReadKafkaPartitionFn(settings(), 1.0, specs)
     assert read._next_of == {(T, 0): (T, 2, 0), (T, 2): (T, 3, 2)}
     read.setup()
     read._open_next(T, 0)
@@ -127,7 +127,5 @@ def test_each_bounded_range_names_the_next_one_to_open_ahead(
     read._open_next(T, 3)  # the last range: nothing after it
     assert set(read._pollers) == {(T, 2)}
     read.teardown()
-    streaming = _ReadKafkaPartitionFn(
-        settings(), 1.0, 2, [(T, 0, 0, UNBOUNDED), (T, 1, 0, UNBOUNDED)]
-    )
+    streaming = _ReadKafkaPartitionFn(settings(), 1.0, [(T, 0, 0, UNBOUNDED), (T, 1, 0, UNBOUNDED)])
     assert streaming._next_of == {}  # streaming ranges are all read from the first round on
